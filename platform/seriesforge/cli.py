@@ -1,0 +1,247 @@
+"""The `seriesforge` command. Subcommands map to library functions; imports happen inside them so that
+`seriesforge --help` is instant and never starts Ray.
+
+    seriesforge data captions make|inspect    stand-in TSFragment-600K corpora
+    seriesforge train FAMILY ...              train every stage of a family on Ray Train
+    seriesforge generate --checkpoint ...     sample series to .npy, .parquet or .png
+
+User errors (bad config, data, checkpoint or request) print one line naming what and where, and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from seriesforge.errors import SeriesforgeError
+
+EXAMPLES_TRAIN = """examples:
+  seriesforge train t2s --preset debug --data captions:./corpus --out runs/t2s-debug
+  seriesforge train t2s --preset small --data captions:./corpus --out runs/t2s --set stages.denoiser.steps=2000
+  seriesforge train t2s --resume runs/t2s --set stages.denoiser.steps=4000   # continue, with a larger budget
+"""
+
+
+def _families() -> list[str]:
+    from seriesforge import registry
+
+    return registry.names()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="seriesforge", description="Train, tune and serve generative time-series models on Ray.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Every command has --help. Data SPECs: captions:DIR (a caption corpus).")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_data(sub)
+    _add_train(sub)
+    _add_generate(sub)
+    return parser
+
+
+def _add_data(sub) -> None:
+    data = sub.add_parser("data", help="make and inspect datasets", description="Make and inspect datasets.")
+    kinds = data.add_subparsers(dest="data_kind", required=True, metavar="KIND")
+    captions = kinds.add_parser("captions", help="text–series caption corpora (TSFragment-600K layout)",
+                                description="Text–series caption corpora in the TSFragment-600K layout.")
+    actions = captions.add_subparsers(dest="action", required=True, metavar="ACTION")
+    make = actions.add_parser(
+        "make", help="write a deterministic stand-in corpus",
+        description="Write a stand-in caption corpus: synthetic fragments (trends, seasonality, level shifts, "
+                    "spikes, regime changes, noise, random walks) with truthful captions at three levels.")
+    make.add_argument("--n", type=int, required=True, help="number of caption–series pairs")
+    make.add_argument("--out", type=Path, required=True, help="output directory (must not hold a corpus)")
+    make.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
+    make.add_argument("--format", choices=["parquet", "tsfragment"], default="parquet",
+                      help="parquet: sharded internal schema; tsfragment: the published CSV files")
+    make.add_argument("--lengths", default="24,48,96", help="comma-separated series lengths (default 24,48,96)")
+    make.set_defaults(func=cmd_captions_make)
+    inspect = actions.add_parser("inspect", help="summarise a corpus directory",
+                                 description="Print layout, pair counts per length/domain/level and examples.")
+    inspect.add_argument("dir", type=Path, help="corpus directory")
+    inspect.set_defaults(func=cmd_captions_inspect)
+
+
+def _add_train(sub) -> None:
+    train = sub.add_parser(
+        "train", help="train a family on Ray Train", epilog=EXAMPLES_TRAIN,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train every stage of FAMILY with Ray Train (DeepSpeed, DDP or one process). Starts an "
+                    "embedded local Ray unless --address or RAY_ADDRESS names a cluster. Config = preset, then "
+                    "--config YAML, then --set overrides; the resolved config is saved in RUN_DIR.")
+    train.add_argument("family", nargs="?", choices=_families(), help="model family")
+    train.add_argument("--preset", default="debug", help="named starting config: debug, small, paper (default debug)")
+    train.add_argument("--config", help="YAML file of overrides, same keys as the saved config.json")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override one config value, e.g. stages.denoiser.optim.lr=3e-4 (repeatable)")
+    train.add_argument("--data", help="data SPEC, e.g. captions:./corpus")
+    train.add_argument("--out", type=Path, help="new run directory")
+    train.add_argument("--workers", type=int, help="Ray Train workers (default from the preset: 2)")
+    train.add_argument("--strategy", choices=["deepspeed", "ddp", "single"],
+                       help="deepspeed (ZeRO stage from strategy.zero_stage), ddp, or single (one process)")
+    train.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                       help="continue RUN_DIR from its latest checkpoint (optimizer state and step restored)")
+    train.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else an embedded Ray)")
+    train.set_defaults(func=cmd_train)
+
+
+def _add_generate(sub) -> None:
+    gen = sub.add_parser(
+        "generate", help="sample series from a checkpoint",
+        description="Sample series from a trained checkpoint and write them by the --out suffix: .npy "
+                    "(N, K, L), .parquet (one row per series) or .png (a grid: captions x lengths).")
+    gen.add_argument("--checkpoint", type=Path, required=True,
+                     help="a run directory (its latest complete checkpoint) or one checkpoint directory")
+    cond = gen.add_mutually_exclusive_group(required=True)
+    cond.add_argument("--caption", action="append", help="caption to condition on (repeatable)")
+    cond.add_argument("--n", type=int, help="number of unconditional samples")
+    gen.add_argument("--length", type=int, action="append", required=True,
+                     help="series length; repeat for several (not with .npy)")
+    gen.add_argument("--samples-per-caption", type=int, default=1, help="samples drawn per caption (default 1)")
+    gen.add_argument("--steps", type=int, help="ODE/sampler steps (default from the checkpoint's config)")
+    gen.add_argument("--guidance", type=float, help="classifier-free guidance scale (default from config)")
+    gen.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    gen.add_argument("--out", type=Path, required=True, help="output file: .npy, .parquet or .png")
+    gen.set_defaults(func=cmd_generate)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def cmd_captions_make(args) -> int:
+    from tqdm import tqdm
+
+    from seriesforge.data.sources import captions_synth as synth
+
+    lengths = _parse_lengths(args.lengths)
+    if args.n <= 0:
+        raise SeriesforgeError(f"--n: must be a positive number of pairs, got {args.n}")
+    writer = synth.write_parquet_corpus if args.format == "parquet" else synth.write_tsfragment_corpus
+    with tqdm(total=args.n, unit="pair", desc="captions", mininterval=1.0) as bar:
+        def progress(done: int) -> None:
+            bar.update(done - bar.n)
+        try:
+            info = writer(args.out, args.n, seed=args.seed, lengths=lengths, progress=progress)
+        except ValueError as err:
+            raise SeriesforgeError(f"data captions make: {err}") from None
+    print(f"wrote {info.get('n_pairs', args.n)} pairs ({args.format}) to {args.out}")
+    return 0
+
+
+def _parse_lengths(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise SeriesforgeError(f"--lengths {text!r}: expected comma-separated integers") from None
+
+
+def cmd_captions_inspect(args) -> int:
+    from seriesforge.data.inspect import inspect_captions
+
+    if not args.dir.is_dir():
+        raise SeriesforgeError(f"{args.dir}: not a directory")
+    print(inspect_captions(args.dir))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from seriesforge import registry
+    from seriesforge.train import launch
+
+    if args.resume:
+        cfg = launch.load_run_config(args.resume)
+        if args.set or args.config:
+            from seriesforge import config as C
+
+            tree = C.to_dict(cfg)
+            tree = C.merge(tree, C.load_yaml(args.config)) if args.config else tree
+            cfg = registry.resolve_config(C.merge(tree, C.parse_set(args.set)))
+        run_dir = args.resume
+    else:
+        for flag, value in (("FAMILY", args.family), ("--data", args.data), ("--out", args.out)):
+            if not value:
+                raise SeriesforgeError(f"train: {flag} is required (or use --resume RUN_DIR)")
+        sets = list(args.set)
+        if args.workers is not None:
+            sets.append(f"scaling.num_workers={args.workers}")
+        if args.strategy:
+            sets.append(f"strategy.kind={args.strategy}")
+            if args.strategy == "single" and args.workers is None:
+                sets.append("scaling.num_workers=1")
+        cfg = registry.build_run_config(args.family, preset=args.preset, data_spec=args.data,
+                                        config_file=args.config, sets=sets)
+        run_dir = args.out
+    result = launch.run(cfg, run_dir, address=args.address, resume=bool(args.resume))
+    ckpt = result.checkpoint
+    print(f"run directory    {result.run_dir}")
+    print(f"config           {result.run_dir / 'config.json'}")
+    print(f"metrics          {result.run_dir / 'metrics.jsonl'}")
+    print(f"checkpoint       {ckpt.path} (stage {ckpt.meta['stage']}, step {ckpt.meta['step']})")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from tqdm import tqdm
+
+    from seriesforge import outputs
+    from seriesforge.generate import load
+
+    outputs.check_output_path(args.out, len(args.length))
+    gen = load(args.checkpoint)
+    captions = args.caption or [None]
+    panels = []
+    total = len(captions) * len(args.length)
+    with tqdm(total=total, unit="panel", desc="generate", disable=total < 2) as bar:
+        for caption in captions:
+            for length in args.length:
+                k = args.samples_per_caption if caption is not None else args.n
+                samples = gen.sample(n=k, length=length, captions=[caption] * k if caption is not None else None,
+                                     steps=args.steps, seed=args.seed, guidance=args.guidance)
+                panels.append(outputs.Panel(caption=caption, length=length, samples=samples))
+                bar.update(1)
+    outputs.write(args.out, panels)
+    print(f"wrote {sum(len(p.samples) for p in panels)} series from {gen.info.path} to {args.out}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def user_error(exc: BaseException) -> SeriesforgeError | None:
+    """The user-facing error inside `exc`, looking through Ray's wrappers (task, worker-group, data errors)."""
+    seen, stack = set(), [exc]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        cause = getattr(e, "cause", None)
+        if isinstance(cause, BaseException):
+            stack.append(cause)  # a RayTaskError subclasses its cause but carries a traceback as its message
+            continue
+        if isinstance(e, SeriesforgeError):
+            return e
+        stack.extend(getattr(e, "worker_failures", {}).values())
+        stack.extend([getattr(e, "controller_failure", None), e.__cause__, e.__context__])
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001  (user errors become one line; anything else keeps its traceback)
+        err = user_error(exc)
+        if err is None:
+            raise
+        print(f"error: {str(err).strip().splitlines()[0]}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data layer: sources (corpus generators/readers) and loading into training-ready datasets."""

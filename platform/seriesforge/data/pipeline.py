@@ -1,0 +1,245 @@
+"""The only Ray Data user: read a corpus, validate it, embed captions once, and feed length-bucketed batches.
+
+Driver side (`prepare_training_data`):
+    corpus files --read--> normalize_batch (validate + scale) --map_batches(actor pool)--> caption embeddings
+    --> parquet table partitioned by length, cached beside the corpus (key: corpus fingerprint, encoder, scaling)
+    --> one Ray Dataset per configured length, handed to the TorchTrainer (it splits each across workers)
+
+Worker side (`interleaved_batches`): one shard iterator per length; each step draws one length by the
+configured schedule (identical on every rank), so every batch holds a single length.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow.parquet as pq
+import ray
+import ray.data
+import torch
+
+from seriesforge.config import DataConfig
+from seriesforge.data.sources.captions import detect_layout, fingerprint, normalize_batch
+from seriesforge.data.specs import parse_spec
+from seriesforge.errors import DataError
+from seriesforge.protocols import DataNeeds
+
+EMBED_BATCH = 256
+
+
+@dataclass
+class TrainingData:
+    """What the driver hands to the trainer, plus a summary for logs and checkpoint metadata."""
+
+    datasets: dict[str, ray.data.Dataset]  # "len_24" -> Dataset
+    rows_per_length: dict[int, int]  # every length in the corpus, used or not
+    table: Path
+    fingerprint: str
+    unused_lengths: dict[int, int] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        used = ", ".join(f"L={k}: {v} rows" for k, v in sorted(self.rows_per_length.items())
+                         if k not in self.unused_lengths)
+        text = f"training table {self.table} ({used})"
+        if self.unused_lengths:
+            skipped = ", ".join(f"L={k}: {v}" for k, v in sorted(self.unused_lengths.items()))
+            text += f"; rows at lengths not in data.lengths, not used: {skipped}"
+        return text
+
+
+def dataset_key(length: int) -> str:
+    return f"len_{length}"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Driver side
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def read_corpus(data: DataConfig) -> tuple[ray.data.Dataset, str]:
+    """The corpus named by `data.spec` as a validated Ray Dataset in the internal schema, and its fingerprint."""
+    spec = parse_spec(data.spec)
+    layout = detect_layout(spec.path)
+    files = [str(f) for f in layout.files]
+    if layout.kind == "tsfragment-csv":
+        ds = ray.data.read_csv(files, include_paths=True)
+    elif layout.kind == "parquet":
+        ds = ray.data.read_parquet(files, include_paths=True)
+    elif layout.kind == "jsonl":
+        ds = ray.data.read_json(files, include_paths=True)
+    else:
+        import datasets as hf
+
+        ds = ray.data.from_huggingface(hf.load_from_disk(files[0]))
+    ds = ds.map_batches(normalize_batch, fn_kwargs={"layout": layout.kind, "scaling": data.scaling},
+                        batch_format="numpy")
+    return ds, fingerprint(layout)
+
+
+class CaptionEmbedder:
+    """Ray Data actor: loads the sentence encoder once, embeds each batch's captions -> (B, E) float32."""
+
+    def __init__(self, encoder: str) -> None:
+        from seriesforge.nn.text_encoder import load_encoder
+
+        self.encoder = load_encoder(encoder)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        batch["caption_embedding"] = self.encoder.encode([str(c) for c in batch["caption"]])
+        return batch
+
+
+def prepare_training_data(data: DataConfig, needs: DataNeeds, *, fallback_cache: Path) -> TrainingData:
+    """Build (or reuse) the cached training table and return one Dataset per configured length."""
+    ds, corpus_key = read_corpus(data)
+    encoder_key = _encoder_key(needs.text_encoder)
+    key = f"{corpus_key}-{encoder_key}-{data.scaling}"
+    table = _cache_dir(Path(parse_spec(data.spec).path), fallback_cache) / key
+    if not table.exists():
+        if needs.text_encoder:
+            ds = ds.map_batches(CaptionEmbedder, fn_constructor_args=(needs.text_encoder,),
+                                compute=ray.data.ActorPoolStrategy(size=data.num_embed_actors),
+                                batch_size=EMBED_BATCH, batch_format="numpy")
+        _write_atomically(ds, table)
+    rows = _rows_per_length(table)
+    missing = [n for n in data.lengths if n not in rows]
+    if missing:
+        have = ", ".join(str(n) for n in sorted(rows)) or "none"
+        raise DataError(f"data.lengths: no rows of length {missing} in {data.spec} (corpus lengths: {have})")
+    datasets = {dataset_key(n): ray.data.read_parquet(str(table / f"length={n}")) for n in data.lengths}
+    unused = {n: c for n, c in rows.items() if n not in data.lengths}
+    return TrainingData(datasets=datasets, rows_per_length=rows, table=table, fingerprint=key, unused_lengths=unused)
+
+
+def _encoder_key(encoder: str | None) -> str:
+    if not encoder:
+        return "noembed"
+    from seriesforge.nn.text_encoder import load_encoder
+
+    return load_encoder(encoder).key.replace("/", "_")
+
+
+def _cache_dir(corpus: Path, fallback: Path) -> Path:
+    """Beside the corpus when writable (shared by every run on it), else under the run directory."""
+    preferred = corpus / "_seriesforge_cache"
+    try:
+        preferred.mkdir(exist_ok=True)
+        if os.access(preferred, os.W_OK):
+            return preferred
+    except OSError:
+        pass
+    fallback.mkdir(parents=True, exist_ok=True)
+    return fallback
+
+
+def _write_atomically(ds: ray.data.Dataset, table: Path) -> None:
+    tmp = table.parent / f".tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        ds.write_parquet(str(tmp), partition_cols=["length"])
+        os.replace(tmp, table)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _rows_per_length(table: Path) -> dict[int, int]:
+    rows: dict[int, int] = {}
+    for part in table.glob("length=*"):
+        n = int(part.name.split("=", 1)[1])
+        rows[n] = sum(pq.ParquetFile(f).metadata.num_rows for f in part.rglob("*.parquet"))
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Worker side
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def length_schedule(lengths: list[int], rows: dict[int, int], schedule: str, seed: int) -> Iterator[int]:
+    """The length of each step. Same seed on every rank, so all workers step through buckets in lockstep."""
+    if schedule == "round_robin":
+        while True:
+            yield from lengths
+    rng = np.random.default_rng(seed)
+    weights = np.asarray([rows[n] for n in lengths], dtype=np.float64)
+    while True:
+        yield int(rng.choice(lengths, p=weights / weights.sum()))
+
+
+def interleaved_batches(shards: dict[int, Any], *, lengths: list[int], rows: dict[int, int], schedule: str,
+                        batch_size: int, keys: tuple[str, ...], seed: int,
+                        cache_mb: float = 0.0) -> Iterator[dict[str, torch.Tensor]]:
+    """Endless length-homogeneous batches from per-length shard iterators (Ray `DataIterator`s).
+
+    Yields {"series": (B, L), "caption_embedding": (B, E), ...}. Each bucket's first epoch streams from Ray
+    Data; a shard that fits in `cache_mb` is then kept in this worker's memory and reshuffled every epoch, which
+    spares re-running the streaming split (seconds per epoch) on small corpora. Larger shards keep streaming.
+    """
+    budget = int(cache_mb * 2**20 / max(1, len(lengths)))
+    buckets = {n: _Bucket(shards[n], n, batch_size, keys, seed, budget) for n in lengths}
+    for n in length_schedule(lengths, rows, schedule, seed):
+        yield {k: torch.from_numpy(v) for k, v in buckets[n].next_batch().items()}
+
+
+class _Bucket:
+    """One length's batches: streamed, or replayed from memory once a whole epoch fitted in the budget."""
+
+    def __init__(self, shard: Any, length: int, batch_size: int, keys: tuple[str, ...], seed: int, budget: int):
+        self.shard, self.length, self.batch_size, self.keys = shard, length, batch_size, keys
+        self.seed, self.budget, self.epoch = seed, budget, 0
+        self.kept: dict[str, list[np.ndarray]] | None = {k: [] for k in keys}
+        self.memory: dict[str, np.ndarray] | None = None
+        self.live = self._stream()
+
+    def next_batch(self) -> dict[str, np.ndarray]:
+        batch = next(self.live, None)
+        if batch is None:
+            self._end_epoch()
+            batch = next(self.live, None)
+            if batch is None:
+                raise DataError(f"length {self.length}: this worker's shard has fewer rows than "
+                                f"batch_size={self.batch_size}")
+        return batch
+
+    def _end_epoch(self) -> None:
+        self.epoch += 1
+        if self.memory is None and self.kept is not None:
+            self.memory = {k: np.concatenate(v) for k, v in self.kept.items()}
+        self.kept = None
+        self.live = self._replay() if self.memory is not None else self._stream()
+
+    def _stream(self) -> Iterator[dict[str, np.ndarray]]:
+        for raw in self.shard.iter_batches(batch_size=self.batch_size, batch_format="numpy", drop_last=True,
+                                           local_shuffle_buffer_size=self.batch_size * 4,
+                                           local_shuffle_seed=self.seed + self.epoch):
+            batch = {k: _stack(raw[k]) for k in self.keys}
+            self._keep(batch)
+            yield batch
+
+    def _keep(self, batch: dict[str, np.ndarray]) -> None:
+        if self.kept is None:
+            return
+        for k, v in batch.items():
+            self.kept[k].append(v)
+        if sum(a.nbytes for v in self.kept.values() for a in v) > self.budget:
+            self.kept = None  # too large to hold: this bucket keeps streaming
+
+    def _replay(self) -> Iterator[dict[str, np.ndarray]]:
+        total = len(next(iter(self.memory.values())))
+        order = np.random.default_rng((self.seed, self.epoch)).permutation(total)
+        for start in range(0, total - self.batch_size + 1, self.batch_size):
+            idx = order[start:start + self.batch_size]
+            yield {k: np.ascontiguousarray(v[idx]) for k, v in self.memory.items()}
+
+
+def _stack(column: np.ndarray) -> np.ndarray:
+    """A tensor column arrives as (B, ...) floats, or as an object array of (L,) arrays when the table mixed
+    lengths when written; either way -> contiguous float32 (B, ...)."""
+    if column.dtype == object:
+        column = np.stack(list(column))
+    return np.ascontiguousarray(column, dtype=np.float32)

@@ -1,0 +1,1 @@
+"""Corpus sources: generators and readers that produce caption-series pairs."""

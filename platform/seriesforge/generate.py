@@ -1,0 +1,106 @@
+"""Load a checkpoint through the registry and sample from it. The one sampler of a process: the CLI, evaluation
+and Serve all call `Generator.sample`, which calls the family's own `sample`.
+
+No training code and no Ray are imported here; weights come from safetensors, never from a pickle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from seriesforge import registry
+from seriesforge.checkpoint import CheckpointInfo, load_weights, resolve
+from seriesforge.config import RunConfig
+from seriesforge.errors import CheckpointError, ConfigError, RequestError
+
+
+@dataclass
+class Generator:
+    info: CheckpointInfo
+    cfg: RunConfig
+    model: Any  # the family module, in eval mode
+
+    @property
+    def family(self) -> str:
+        return self.cfg.family
+
+    @property
+    def conditions(self) -> str:
+        return self.model.conditions
+
+    @property
+    def max_length(self) -> int:
+        return self.model.max_length(self.cfg.model)
+
+    def describe(self) -> dict:
+        return {"family": self.family, "checkpoint": str(self.info.path), "stage": self.info.meta["stage"],
+                "step": self.info.meta["step"], "conditions": self.conditions, "max_length": self.max_length,
+                "trained_lengths": list(self.cfg.data.lengths), "scaling": self.cfg.data.scaling}
+
+    def sample(self, *, n: int, length: int, captions: Sequence[str] | None = None, steps: int | None = None,
+               seed: int = 0, guidance: float | None = None, progress=None) -> np.ndarray:
+        """`n` series of `length` points: float32 (n, K, L). With captions, n must equal len(captions).
+
+        T2S output is in per-series [0, 1] units (the training scaling, `data.scaling`).
+        """
+        self._check_request(n=n, length=length, captions=captions, steps=steps)
+        generator = torch.Generator(device="cpu").manual_seed(int(seed))
+        with torch.no_grad():
+            out = self.model.sample(n=n, length=length, condition=list(captions) if captions else None,
+                                    steps=steps, guidance=guidance, generator=generator, progress=progress)
+        return out.float().cpu().numpy()
+
+    def _check_request(self, *, n: int, length: int, captions: Sequence[str] | None, steps: int | None) -> None:
+        if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+            raise RequestError(f"n: must be a positive integer, got {n!r}")
+        if isinstance(length, bool) or not isinstance(length, int) or length <= 0 or length > self.max_length:
+            raise RequestError(f"length: must be in [1, {self.max_length}] (the checkpoint's model.max_length), "
+                               f"got {length!r}")
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0):
+            raise RequestError(f"steps: must be a positive integer, got {steps!r}")
+        if captions is not None:
+            if self.conditions != "caption":
+                raise RequestError(f"captions: the {self.family} model does not take captions")
+            for i, c in enumerate(captions):
+                if not isinstance(c, str) or not c.strip():
+                    raise RequestError(f"captions[{i}]: empty caption")
+
+
+def load(path: str | Path, device: str = "cpu") -> Generator:
+    """A checkpoint directory, or a run directory (its latest complete checkpoint) -> `Generator`."""
+    info = resolve(path)
+    return _load_cached(str(info.path), device)
+
+
+@lru_cache(maxsize=8)
+def _load_cached(path: str, device: str) -> Generator:
+    info = resolve(path)
+    try:
+        cfg = registry.resolve_config({k: v for k, v in info.config.items() if k != "schema_version"})
+    except ConfigError as err:
+        raise CheckpointError(f"checkpoint {info.path}/config.json: {err}") from None
+    family = registry.get(cfg.family)
+    last = family.stages[-1]
+    if info.meta["stage"] != last:
+        raise CheckpointError(f"checkpoint {info.path}: saved during stage {info.meta['stage']!r}; {cfg.family} "
+                              f"generates once its last stage {last!r} has trained (pass a later checkpoint)")
+    model = family(cfg.model)
+    weights = load_weights(info)
+    expected = set(model.state_dict())
+    missing, extra = sorted(expected - set(weights)), sorted(set(weights) - expected)
+    if missing or extra:
+        raise CheckpointError(f"checkpoint {info.path}: weights do not match family {cfg.family!r} "
+                              f"(missing {missing[:3]}, unexpected {extra[:3]})")
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"checkpoint {info.path}: weights do not fit the config ({str(err)[:200]})") from None
+    model.set_stage(last)
+    model.eval().to(device)
+    return Generator(info=info, cfg=cfg, model=model)

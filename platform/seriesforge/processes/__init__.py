@@ -1,0 +1,1 @@
+"""Generative processes (flow matching, diffusion, ...) that take the network as an argument and never store it."""

@@ -1,0 +1,71 @@
+"""Contracts between families and the rest of the platform. Nothing here runs; it only names shapes.
+
+Shape legend: B batch · K variables · L length · E text-embedding width.
+
+A family is an `nn.Module` holding every network of every stage (so one checkpoint can generate). The loop
+trains one stage at a time: `set_stage` freezes the rest and returns what to optimise, and `forward(batch)`
+*is* the training loss of that stage, so DDP/DeepSpeed wrappers see every call (design.md §2.4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Literal, Protocol, Sequence
+
+import torch
+
+Condition = Literal["none", "class", "caption"]
+
+
+@dataclass
+class LossOutput:
+    """What a family's forward returns: the scalar to backpropagate and detached metrics to log."""
+
+    loss: torch.Tensor
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DataNeeds:
+    """What a family needs from the data pipeline beyond the series themselves."""
+
+    text_encoder: str | None = None  # caption embeddings from this encoder ("minilm" or a local HF path)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named, complete starting config; `build(data_spec)` returns a `RunConfig`."""
+
+    name: str
+    summary: str
+    build: Callable[[str], Any]
+
+
+class Family(Protocol):
+    """The interface every registered family implements (see families/t2s/family.py)."""
+
+    name: ClassVar[str]  # registry key
+    Config: ClassVar[type]  # the family's model config dataclass
+    stages: ClassVar[tuple[str, ...]]  # trained in this order
+    conditions: ClassVar[Condition]  # decides the Serve request schema
+
+    def __init__(self, cfg: Any) -> None: ...
+
+    @classmethod
+    def presets(cls) -> dict[str, Preset]: ...
+
+    @classmethod
+    def data_needs(cls, cfg: Any) -> DataNeeds: ...
+
+    @classmethod
+    def max_length(cls, cfg: Any) -> int: ...
+
+    def set_stage(self, stage: str) -> list[torch.nn.Parameter]:
+        """Freeze every other stage's parameters; return the ones to optimise."""
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> LossOutput:
+        """Training loss of the current stage. batch["series"]: (B, L); extra keys per `data_needs`."""
+
+    def sample(self, *, n: int, length: int, condition: Sequence[Any] | None = None, steps: int | None = None,
+               guidance: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw `n` series of `length` points in normalised units: (n, K, L)."""

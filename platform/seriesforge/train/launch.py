@@ -1,0 +1,98 @@
+"""Launch a training run on Ray Train: data pipeline + TorchTrainer + storage, failure and checkpoint configs.
+
+`seriesforge train` (embedded Ray) and submitted cluster jobs both call `run`.
+
+    RUN_DIR/
+      config.json        resolved run config, written before training starts
+      metrics.jsonl      one line per report (rank 0)
+      ray/train/         Ray Train storage: one directory per checkpoint (see seriesforge.checkpoint)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from seriesforge import registry
+from seriesforge.checkpoint import CheckpointInfo, find_checkpoints
+from seriesforge.config import RunConfig, to_dict
+from seriesforge.errors import ConfigError, DataError
+
+RUN_NAME = "train"
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    checkpoint: CheckpointInfo
+    data_summary: str
+
+
+def run(cfg: RunConfig, run_dir: Path, *, address: str | None = None, resume: bool = False) -> TrainResult:
+    """Train every stage of `cfg.family`; returns the latest complete checkpoint."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from seriesforge.data.pipeline import prepare_training_data
+    from seriesforge.runtime import cluster_has_gpus, init_ray
+    from seriesforge.train.worker import train_loop_per_worker
+
+    run_dir = run_dir.resolve()
+    _prepare_run_dir(cfg, run_dir, resume)
+    print(init_ray(address, min_cpus=int(cfg.scaling.num_workers * cfg.scaling.cpus_per_worker) + 2), flush=True)
+    family = registry.get(cfg.family)
+    data = prepare_training_data(cfg.data, family.data_needs(cfg.model), fallback_cache=run_dir / "data_cache")
+    print(data.describe(), flush=True)
+    _check_batches_fit(cfg, data.rows_per_length)
+    use_gpu = cfg.scaling.use_gpu == "yes" or (cfg.scaling.use_gpu == "auto" and cluster_has_gpus())
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"run": to_dict(cfg), "run_dir": str(run_dir), "data_fingerprint": data.fingerprint,
+                           "rows": {str(k): v for k, v in data.rows_per_length.items()}},
+        scaling_config=ray.train.ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=use_gpu,
+                                               resources_per_worker={"CPU": cfg.scaling.cpus_per_worker}),
+        run_config=ray.train.RunConfig(
+            name=RUN_NAME, storage_path=str(run_dir / "ray"),
+            failure_config=ray.train.FailureConfig(max_failures=cfg.scaling.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.scaling.num_to_keep)),
+        datasets=data.datasets,
+    )
+    trainer.fit()
+    found = find_checkpoints(run_dir)
+    if not found:
+        raise DataError(f"{run_dir}: training finished without a checkpoint")
+    return TrainResult(run_dir=run_dir, checkpoint=found[-1], data_summary=data.describe())
+
+
+def _prepare_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> None:
+    config_file = run_dir / "config.json"
+    if resume:
+        if not config_file.exists():
+            raise ConfigError(f"--resume {run_dir}: not a run directory (no config.json)")
+    elif config_file.exists():
+        raise ConfigError(f"--out {run_dir}: already holds a run; continue it with --resume {run_dir} "
+                          "or choose a new directory")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / ".config.json.tmp"
+    tmp.write_text(json.dumps(to_dict(cfg), indent=2, sort_keys=True))
+    tmp.replace(config_file)
+
+
+def _check_batches_fit(cfg: RunConfig, rows: dict[int, int]) -> None:
+    """Fail before any worker starts if a length bucket cannot fill one batch on every worker."""
+    workers = cfg.scaling.num_workers
+    for stage, stage_cfg in cfg.stages.items():
+        for n in cfg.data.lengths:
+            per_worker = rows[n] // workers
+            if per_worker < stage_cfg.batch_size:
+                raise ConfigError(f"stages.{stage}.batch_size={stage_cfg.batch_size}: length {n} has {rows[n]} "
+                                  f"rows, only {per_worker} per worker for {workers} workers")
+
+
+def load_run_config(run_dir: Path) -> RunConfig:
+    """The resolved config a run was started with (for --resume)."""
+    path = run_dir / "config.json"
+    if not path.exists():
+        raise ConfigError(f"--resume {run_dir}: not a run directory (no config.json)")
+    return registry.resolve_config(json.loads(path.read_text()))

@@ -1,0 +1,167 @@
+"""The Ray Train per-worker function: config in, stages trained, checkpoints reported. No family internals.
+
+    from_dict(config) -> registry family -> for each stage: fresh module + earlier weights -> set_stage
+    -> strategy.prepare -> (resume state) -> loop.fit_stage -> export weights for the next stage
+
+Resume and failure recovery both come through `ray.train.get_checkpoint()`: its meta.json says which stage and
+step were done; weights come from its safetensors, optimizer state from its train_state/.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray.train
+import ray.train.torch
+import torch
+
+import seriesforge
+from seriesforge import registry
+from seriesforge.checkpoint import load_weights, read_checkpoint, write_checkpoint
+from seriesforge.config import RunConfig, to_dict
+from seriesforge.data.pipeline import dataset_key, interleaved_batches
+from seriesforge.train.loop import StagePlan, fit_stage
+from seriesforge.train.strategy import Strategy, build_strategy
+
+
+@dataclass
+class ResumePoint:
+    stage_index: int
+    step: int
+    weights: dict[str, torch.Tensor]
+    train_state: Path
+
+
+def train_loop_per_worker(config: dict) -> None:
+    for name in ("ray.train", "ray.train.v2._internal.execution.context"):
+        logging.getLogger(name).setLevel(logging.WARNING)  # our progress lines replace per-report INFO logs
+    cfg = registry.resolve_config(config["run"])
+    family = registry.get(cfg.family)
+    rank = ray.train.get_context().get_world_rank()
+    torch.manual_seed(cfg.loop.seed + rank)  # diffusion-time and noise draws independent per rank
+    strategy = build_strategy(cfg.strategy, device=ray.train.torch.get_device())
+    scratch = Path(tempfile.mkdtemp(prefix="seriesforge-resume-"))
+    try:
+        resume = _resume_point(scratch)
+        weights = resume.weights if resume else None
+        for index, stage in enumerate(family.stages):
+            if resume and (index < resume.stage_index or
+                           (index == resume.stage_index and resume.step >= cfg.stages[stage].steps > 0)):
+                continue  # this stage is done; its weights are in `weights`
+            start = resume.step if resume and index == resume.stage_index else 0
+            weights = _train_stage(cfg, family, strategy, config, index, stage, weights, start,
+                                   resume.train_state if resume and start else None)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _train_stage(cfg: RunConfig, family, strategy: Strategy, config: dict, index: int, stage: str,
+                 weights: dict | None, start: int, train_state: Path | None) -> dict[str, torch.Tensor]:
+    stage_cfg = cfg.stages[stage]
+    model = family(cfg.model)
+    if weights is not None:
+        model.load_state_dict(weights)
+    params = model.set_stage(stage)
+    wrapped = strategy.prepare(model, params, stage_cfg)
+    if train_state is not None and start < stage_cfg.steps:
+        strategy.load_train_state(train_state)
+    plan = StagePlan(stage=stage, stage_index=index, start_step=min(start, stage_cfg.steps),
+                     total_steps=stage_cfg.steps, log_every=cfg.loop.log_every,
+                     checkpoint_every=cfg.loop.checkpoint_every)
+    needs = family.data_needs(cfg.model)
+    keys = ("series",) + (("caption_embedding",) if needs.text_encoder else ())
+    shards = {n: ray.train.get_dataset_shard(dataset_key(n)) for n in cfg.data.lengths}
+    rows = {int(k): v for k, v in config["rows"].items()}
+    batches = interleaved_batches(shards, lengths=cfg.data.lengths, rows=rows, schedule=cfg.data.schedule,
+                                  batch_size=stage_cfg.batch_size, keys=keys, seed=cfg.loop.seed + index,
+                                  cache_mb=cfg.data.worker_cache_mb)
+    reporter = _Reporter(cfg, strategy, plan, Path(config["run_dir"]), config["data_fingerprint"])
+    fit_stage(wrapped, strategy, batches, plan, on_log=reporter.log, on_checkpoint=reporter.checkpoint)
+    if plan.total_steps == 0:
+        reporter.checkpoint(0, {})  # a stage configured with 0 steps still leaves a checkpoint to generate from
+    return strategy.export_state_dict()
+
+
+class _Reporter:
+    """Turns loop callbacks into `ray.train.report` calls (every rank), progress lines and checkpoints."""
+
+    def __init__(self, cfg: RunConfig, strategy: Strategy, plan: StagePlan, run_dir: Path, fingerprint: str):
+        self.cfg, self.strategy, self.plan, self.run_dir = cfg, strategy, plan, run_dir
+        self.fingerprint = fingerprint
+        self.started = time.time()
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        ray.train.report({**metrics, "stage": self.plan.stage, "stage_index": self.plan.stage_index})
+        if self.strategy.is_main:
+            self._progress_line(step, metrics)
+            with open(self.run_dir / "metrics.jsonl", "a") as fh:
+                fh.write(json.dumps({"stage": self.plan.stage, **metrics, "time": time.time()}) + "\n")
+
+    def _progress_line(self, step: int, metrics: dict[str, float]) -> None:
+        total = self.plan.total_steps
+        rate = metrics.get("steps_per_s", 0.0)
+        eta = (total - step) / rate if rate else float("nan")
+        width = 24
+        filled = int(width * step / max(1, total))
+        bar = "#" * filled + "." * (width - filled)
+        extras = " ".join(f"{k}={v:.4g}" for k, v in metrics.items()
+                          if k not in ("step", "steps_per_s", "lr", "optimizer_steps"))
+        _say(f"[{self.cfg.family}:{self.plan.stage}] |{bar}| {step}/{total} {extras} "
+             f"lr={metrics.get('lr', 0):.2e} {rate:.2f} it/s eta {eta:.0f}s")
+
+    def checkpoint(self, step: int, metrics: dict[str, float]) -> None:
+        weights = self.strategy.export_state_dict()  # every rank: a collective under ZeRO-3
+        tmp = Path(tempfile.mkdtemp(prefix="seriesforge-ckpt-"))
+        try:
+            target = tmp / "checkpoint"
+            if self.strategy.is_main:
+                write_checkpoint(target, config=to_dict(self.cfg), meta=self._meta(step, metrics), state_dict=weights)
+            target.mkdir(exist_ok=True)
+            self.strategy.save_train_state(target / "train_state")
+            name = f"stage{self.plan.stage_index}_{self.plan.stage}_step{step:07d}"
+            ray.train.report({**metrics, "stage": self.plan.stage, "stage_index": self.plan.stage_index},
+                             checkpoint=ray.train.Checkpoint.from_directory(str(target)),
+                             checkpoint_dir_name=name)
+            if self.strategy.is_main:
+                _say(f"[{self.cfg.family}:{self.plan.stage}] checkpoint {name} at step {step}")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _meta(self, step: int, metrics: dict[str, float]) -> dict:
+        from importlib.metadata import version
+
+        return {
+            "family": self.cfg.family, "stage": self.plan.stage, "stage_index": self.plan.stage_index,
+            "stages_done": [s for s in registry.get(self.cfg.family).stages][: self.plan.stage_index]
+            + ([self.plan.stage] if step >= self.plan.total_steps else []),
+            "step": step, "metrics": metrics, "data_fingerprint": self.fingerprint,
+            "strategy": self.cfg.strategy.kind, "zero_stage": self.cfg.strategy.zero_stage,
+            "world_size": self.strategy.world_size, "bf16": self.strategy.use_bf16,
+            "versions": {"seriesforge": seriesforge.__version__, "torch": torch.__version__,
+                         "ray": version("ray"), "deepspeed": version("deepspeed")},
+        }
+
+
+def _say(line: str) -> None:
+    """One progress line to the real stdout (Ray forwards it to the driver). Ray Train patches `print` to also
+    copy into its own logger, which would show every line twice."""
+    sys.__stdout__.write(line + "\n")
+    sys.__stdout__.flush()
+
+
+def _resume_point(scratch: Path) -> ResumePoint | None:
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return None
+    local = Path(checkpoint.to_directory(str(scratch / "checkpoint")))
+    info = read_checkpoint(local)
+    _say(f"resuming from {checkpoint.path}: stage {info.meta['stage']}, step {info.meta['step']}")
+    return ResumePoint(stage_index=int(info.meta["stage_index"]), step=int(info.meta["step"]),
+                       weights=load_weights(info), train_state=local / "train_state")
