@@ -1,8 +1,9 @@
 #!/bin/sh
 # Install torch 2.13.0 into the given interpreter's environment before anything else.
 #   - with an NVIDIA GPU (nvidia-smi works): the default PyPI build, which carries CUDA;
-#   - without: the CPU build, from a local wheel directory when pip's config names one (no download),
-#     else from the PyTorch CPU index, so no multi-GB CUDA wheels are pulled.
+#   - without: the CPU build (2.13.0+cpu). PyPI has no "+cpu" release, so this resolves only from a local wheel
+#     directory named in pip's config (find-links; its dependencies still come from PyPI), else from the
+#     PyTorch CPU index; either way no multi-GB CUDA wheels are pulled.
 set -eu
 PY="$1"
 VERSION=2.13.0
@@ -13,7 +14,7 @@ fi
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then
     echo "CUDA GPU found: installing torch $VERSION with CUDA"
     "$PY" -m pip install --quiet "torch==$VERSION"
-elif "$PY" -m pip install --quiet --no-index "torch==$VERSION+cpu" 2>/dev/null; then
+elif "$PY" -m pip install --quiet "torch==$VERSION+cpu" 2>/dev/null; then
     echo "installed torch $VERSION+cpu from the local wheel directory"
 else
     echo "no CUDA: installing torch $VERSION (CPU build)"
