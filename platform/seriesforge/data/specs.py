@@ -42,3 +42,13 @@ def parse_spec(text: str) -> DataSpec:
             raise DataError(f"--data {text!r}: directory {path} does not exist")
         return DataSpec(kind="captions", path=path.resolve())
     raise AssertionError(kind)  # unreachable: KINDS is checked above
+
+
+def check_readable(text: str) -> DataSpec:
+    """Parse a SPEC and make sure it names readable data, before any run directory or Ray is started."""
+    spec = parse_spec(text)
+    if spec.kind == "captions":
+        from seriesforge.data.sources.captions import detect_layout
+
+        detect_layout(spec.path)
+    return spec

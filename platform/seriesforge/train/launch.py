@@ -17,6 +17,7 @@ from pathlib import Path
 from seriesforge import registry
 from seriesforge.checkpoint import CheckpointInfo, find_checkpoints
 from seriesforge.config import RunConfig, to_dict
+from seriesforge.data.specs import check_readable
 from seriesforge.errors import ConfigError, DataError
 
 RUN_NAME = "train"
@@ -38,6 +39,7 @@ def run(cfg: RunConfig, run_dir: Path, *, address: str | None = None, resume: bo
     from seriesforge.runtime import cluster_has_gpus, init_ray
     from seriesforge.train.worker import train_loop_per_worker
 
+    check_readable(cfg.data.spec)  # fail before a run directory or Ray exists
     run_dir = run_dir.resolve()
     _prepare_run_dir(cfg, run_dir, resume)
     print(init_ray(address, min_cpus=int(cfg.scaling.num_workers * cfg.scaling.cpus_per_worker) + 2), flush=True)
