@@ -85,9 +85,12 @@ def read_corpus(data: DataConfig) -> tuple[ray.data.Dataset, str]:
 class CaptionEmbedder:
     """Ray Data actor: loads the sentence encoder once, embeds each batch's captions -> (B, E) float32."""
 
-    def __init__(self, encoder: str) -> None:
+    def __init__(self, encoder: str, threads: int) -> None:
         from seriesforge.nn.text_encoder import load_encoder
 
+        # Ray pins actors to one intra-op thread; the embedding pass runs alone, before training, so it may
+        # use the machine's cores (split across the pool).
+        torch.set_num_threads(threads)
         self.encoder = load_encoder(encoder)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -103,7 +106,8 @@ def prepare_training_data(data: DataConfig, needs: DataNeeds, *, fallback_cache:
     table = _cache_dir(Path(parse_spec(data.spec).path), fallback_cache) / key
     if not table.exists():
         if needs.text_encoder:
-            ds = ds.map_batches(CaptionEmbedder, fn_constructor_args=(needs.text_encoder,),
+            threads = max(1, (os.cpu_count() or 1) // data.num_embed_actors)
+            ds = ds.map_batches(CaptionEmbedder, fn_constructor_args=(needs.text_encoder, threads),
                                 compute=ray.data.ActorPoolStrategy(size=data.num_embed_actors),
                                 batch_size=EMBED_BATCH, batch_format="numpy")
         _write_atomically(ds, table)
@@ -208,7 +212,7 @@ class _Bucket:
 
     def _end_epoch(self) -> None:
         self.epoch += 1
-        if self.memory is None and self.kept is not None:
+        if self.memory is None and self.kept is not None and all(self.kept.values()):
             self.memory = {k: np.concatenate(v) for k, v in self.kept.items()}
         self.kept = None
         self.live = self._replay() if self.memory is not None else self._stream()
