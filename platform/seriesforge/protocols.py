@@ -60,6 +60,15 @@ class Family(Protocol):
     @classmethod
     def max_length(cls, cfg: Any) -> int: ...
 
+    @classmethod
+    def example_batch(cls, cfg: Any, *, batch_size: int, length: int,
+                      generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """A random batch with the keys and shapes training feeds (the batch contract, used by tests)."""
+
+    @classmethod
+    def validate(cls, run: Any) -> None:
+        """Cross-section checks of a whole RunConfig (raise ConfigError naming the dotted path)."""
+
     def set_stage(self, stage: str) -> list[torch.nn.Parameter]:
         """Freeze every other stage's parameters; return the ones to optimise."""
 

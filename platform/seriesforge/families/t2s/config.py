@@ -31,6 +31,7 @@ class T2SConfig:
     num_heads: int = 4
     mlp_ratio: float = 2.0
     patch: int = 2
+    normalize_latent: bool = True  # scale latents to unit std for the flow (false: raw latents, as the code)
     # rectified flow
     t_grid: int = 100  # training times on the grid k/100, as the code
     cfg_dropout: float = 0.3  # whole-batch caption drop probability (classifier-free guidance training)

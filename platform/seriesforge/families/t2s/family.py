@@ -46,6 +46,11 @@ class T2SFamily(nn.Module):
             text_dim=cfg.text_dim)
         self.flow = RectifiedFlow(t_grid=cfg.t_grid)
         self.stage = self.stages[-1]
+        # Latent normaliser (our addition; the code feeds raw latents to the flow): scalar mean/std of z, tracked
+        # by EMA while the autoencoder trains, so the flow maps N(0, I) to unit-scale latents. Raw latents have a
+        # std near 0.2 here, which makes small velocity errors large after decoding. Saved with the weights.
+        self.register_buffer("latent_mean", torch.zeros(()))
+        self.register_buffer("latent_std", torch.ones(()))
 
     # -- registry hooks --------------------------------------------------------------------------------------
     @classmethod
@@ -63,6 +68,14 @@ class T2SFamily(nn.Module):
     @classmethod
     def max_length(cls, cfg: T2SConfig) -> int:
         return cfg.max_length
+
+    @classmethod
+    def example_batch(cls, cfg: T2SConfig, *, batch_size: int, length: int,
+                      generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """A random batch of the shapes training feeds: series (B, L) in [0, 1], caption_embedding (B, E)."""
+        series = torch.rand((batch_size, length), generator=generator)
+        text = torch.nn.functional.normalize(torch.randn((batch_size, cfg.text_dim), generator=generator), dim=-1)
+        return {"series": series, "caption_embedding": text}
 
     @classmethod
     def validate(cls, run: RunConfig) -> None:
@@ -87,14 +100,32 @@ class T2SFamily(nn.Module):
         x = batch["series"]  # (B, L)
         if self.stage == "autoencoder":
             loss, metrics = self.autoencoder.forward_loss(x)
+            if self.training and self.cfg.normalize_latent:
+                self._track_latent_stats(x)
             return LossOutput(loss, metrics)
         with torch.no_grad():
-            z, _ = self.autoencoder.encode(x)  # (B, C, P)
+            z = self._to_flow_space(self.autoencoder.encode(x)[0])  # (B, C, P)
         text = batch["caption_embedding"]  # (B, E)
         if self.training and torch.rand(()) < self.cfg.cfg_dropout:
             text = torch.zeros_like(text)  # whole batch -> null caption, as the code does
         loss = self.flow.training_loss(lambda zt, t: self.denoiser(zt, t, text), z)
         return LossOutput(loss, {"flow_loss": float(loss.detach())})
+
+    @torch.no_grad()
+    def _track_latent_stats(self, x: torch.Tensor, momentum: float = 0.02) -> None:
+        z, _ = self.autoencoder.encode(x)  # (B, C, P)
+        self.latent_mean.lerp_(z.mean().to(self.latent_mean.dtype), momentum)
+        self.latent_std.lerp_(z.std().clamp_min(1e-4).to(self.latent_std.dtype), momentum)
+
+    def _to_flow_space(self, z: torch.Tensor) -> torch.Tensor:
+        if not self.cfg.normalize_latent:
+            return z
+        return (z - self.latent_mean) / self.latent_std
+
+    def _from_flow_space(self, z: torch.Tensor) -> torch.Tensor:
+        if not self.cfg.normalize_latent:
+            return z
+        return z * self.latent_std + self.latent_mean
 
     # -- sampling --------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -111,7 +142,8 @@ class T2SFamily(nn.Module):
         noise = torch.randn((n, self.cfg.latent_channels, self.cfg.latent_positions), generator=generator,
                             device=device)  # (n, C, P)
         velocity = self._velocity(text, scale, n, device)
-        z = self.flow.sample(velocity, noise, steps=steps, method=self.cfg.sampler, progress=progress)
+        z = self._from_flow_space(self.flow.sample(velocity, noise, steps=steps, method=self.cfg.sampler,
+                                                   progress=progress))
         return self.autoencoder.decode(z, length)[:, None, :]  # (n, 1, L)
 
     def _embed(self, captions: Sequence[str] | None, n: int, device: torch.device) -> torch.Tensor | None:
