@@ -24,7 +24,7 @@ import torch
 
 import seriesforge
 from seriesforge import registry
-from seriesforge.checkpoint import load_weights, read_checkpoint, write_checkpoint
+from seriesforge.checkpoint import add_train_state_dir, load_weights, read_checkpoint, write_checkpoint
 from seriesforge.config import RunConfig, to_dict
 from seriesforge.data.pipeline import dataset_key, interleaved_batches
 from seriesforge.train.loop import StagePlan, fit_stage
@@ -124,7 +124,7 @@ class _Reporter:
             if self.strategy.is_main:
                 write_checkpoint(target, config=to_dict(self.cfg), meta=self._meta(step, metrics), state_dict=weights)
             target.mkdir(exist_ok=True)
-            self.strategy.save_train_state(target / "train_state")
+            self.strategy.save_train_state(add_train_state_dir(target))
             name = f"stage{self.plan.stage_index}_{self.plan.stage}_step{step:07d}"
             ray.train.report({**metrics, "stage": self.plan.stage, "stage_index": self.plan.stage_index},
                              checkpoint=ray.train.Checkpoint.from_directory(str(target)),
