@@ -1,0 +1,54 @@
+"""Shared fixtures: tiny corpora generated in the test run (never ../shared), one Ray per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
+def _isolate_torch_state():
+    """Restore dtype and RNG so tests do not leak into each other."""
+    dtype = torch.get_default_dtype()
+    rng = torch.get_rng_state()
+    yield
+    torch.set_default_dtype(dtype)
+    torch.set_rng_state(rng)
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """600 caption–series pairs at lengths 24 and 48, internal parquet schema."""
+    from seriesforge.data.sources.captions_synth import write_parquet_corpus
+
+    out = tmp_path_factory.mktemp("corpus") / "captions"
+    write_parquet_corpus(out, 600, seed=0, lengths=(24, 48))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_tsfragment(tmp_path_factory) -> Path:
+    """The same kind of corpus in the published TSFragment-600K CSV layout."""
+    from seriesforge.data.sources.captions_synth import write_tsfragment_corpus
+
+    out = tmp_path_factory.mktemp("corpus") / "tsfragment"
+    write_tsfragment_corpus(out, 600, seed=1, lengths=(24, 48))
+    return out
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One embedded Ray for every test that needs it (starting Ray costs ~10 s)."""
+    import ray
+
+    from seriesforge.runtime import init_ray
+
+    init_ray(None, min_cpus=4)
+    yield ray
+    ray.shutdown()

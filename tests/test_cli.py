@@ -1,0 +1,113 @@
+"""The command line: --help everywhere, and bad input as one line naming what and where, exit status 2."""
+
+from __future__ import annotations
+
+import pytest
+
+from seriesforge.cli import build_parser, main
+
+HELP_PATHS = [[], ["data"], ["data", "captions"], ["data", "captions", "make"], ["data", "captions", "inspect"],
+              ["train"], ["generate"]]
+
+
+@pytest.mark.parametrize("path", HELP_PATHS)
+def test_every_command_explains_itself(path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([*path, "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    assert "usage: seriesforge" in text and len(text.splitlines()) > 5
+
+
+def run(argv, capsys):
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    return code, err
+
+
+def test_unknown_family_is_rejected_by_choices(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "nosuch", "--data", "captions:/x", "--out", "/tmp/x"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'nosuch'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--set", "model.depth=abc"], "error: model.depth: expected an integer, got 'abc'"),
+    (["--set", "nosuch.key=1"], "error: nosuch: unknown key"),
+    (["--preset", "huge"], "error: --preset: unknown preset 'huge'"),
+])
+def test_bad_config_is_one_line(extra, message, tmp_path, tiny_corpus, capsys):
+    code, err = run(["train", "t2s", "--data", f"captions:{tiny_corpus}", "--out", str(tmp_path / "r"), *extra],
+                    capsys)
+    assert code == 2 and len(err) == 1 and err[0].startswith(message), err
+    assert not (tmp_path / "r").exists(), "a failed start must not leave a run directory behind"
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("captions:/no/such/dir", "directory /no/such/dir does not exist"),
+    ("ucr2:/x", "unknown data kind 'ucr2'"),
+])
+def test_bad_data_spec(spec, message, tmp_path, capsys):
+    code, err = run(["train", "t2s", "--data", spec, "--out", str(tmp_path / "r")], capsys)
+    assert code == 2 and len(err) == 1 and message in err[0], err
+
+
+def test_empty_corpus_directory(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    code, err = run(["data", "captions", "inspect", str(tmp_path / "empty")], capsys)
+    assert code == 2 and "no corpus files found" in err[0]
+
+
+def test_generate_bad_requests(tmp_path, capsys):
+    from seriesforge import checkpoint, config as C, registry
+
+    cfg = registry.preset_config("t2s", "debug", "captions:/unused")
+    model = registry.get("t2s")(cfg.model)
+    ckpt = checkpoint.write_checkpoint(tmp_path / "ckpt", config=C.to_dict(cfg), state_dict=model.state_dict(),
+                                       meta={"family": "t2s", "stage": "denoiser", "stage_index": 1, "step": 1})
+    out = str(tmp_path / "x.npy")
+    cases = [
+        (["--n", "2", "--length", "0"], "length: must be in"),
+        (["--n", "2", "--length", "99999"], "length: must be in"),
+        (["--n", "0", "--length", "24"], "n: must be a positive integer"),
+        (["--caption", "", "--length", "24"], "captions[0]: empty caption"),
+    ]
+    for extra, message in cases:
+        code, err = run(["generate", "--checkpoint", str(ckpt), *extra, "--out", out], capsys)
+        assert code == 2 and len(err) == 1 and message in err[0], (extra, err)
+    code, err = run(["generate", "--checkpoint", str(ckpt), "--n", "1", "--length", "24", "--length", "48",
+                     "--out", out], capsys)
+    assert code == 2 and "a .npy holds one length" in err[0]
+    code, err = run(["generate", "--checkpoint", str(tmp_path / "nope"), "--n", "1", "--length", "24",
+                     "--out", out], capsys)
+    assert code == 2 and "no such file or directory" in err[0]
+    (ckpt / "weights" / "model.safetensors").unlink()
+    code, err = run(["generate", "--checkpoint", str(ckpt), "--n", "1", "--length", "24", "--out", out], capsys)
+    assert code == 2 and "missing file weights/model.safetensors" in err[0]
+
+
+def test_generate_writes_each_format(tmp_path, capsys):
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from seriesforge import checkpoint, config as C, registry
+
+    cfg = registry.preset_config("t2s", "debug", "captions:/unused")
+    model = registry.get("t2s")(cfg.model)
+    ckpt = checkpoint.write_checkpoint(tmp_path / "ckpt", config=C.to_dict(cfg), state_dict=model.state_dict(),
+                                       meta={"family": "t2s", "stage": "denoiser", "stage_index": 1, "step": 1})
+    base = ["generate", "--checkpoint", str(ckpt), "--caption", "rises", "--caption", "falls"]
+    assert main([*base, "--length", "24", "--out", str(tmp_path / "a.npy")]) == 0
+    assert np.load(tmp_path / "a.npy").shape == (2, 1, 24)
+    assert main([*base, "--length", "24", "--length", "40", "--out", str(tmp_path / "a.parquet")]) == 0
+    table = pq.read_table(tmp_path / "a.parquet").to_pydict()
+    assert sorted(set(zip(table["caption"], table["length"]))) == [("falls", 24), ("falls", 40),
+                                                                   ("rises", 24), ("rises", 40)]
+    assert main([*base, "--length", "24", "--out", str(tmp_path / "a.png")]) == 0
+    assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["generate", "--checkpoint", str(ckpt), "--n", "3", "--length", "30",
+                 "--out", str(tmp_path / "u.npy")]) == 0
+    assert np.load(tmp_path / "u.npy").shape == (3, 1, 30)
+
+
