@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -39,9 +40,19 @@ class ResumePoint:
     train_state: Path
 
 
+def _quiet_report_logs() -> None:
+    """Our progress lines replace Ray Train's per-report INFO line, which prints every metric dict on every rank.
+
+    Ray 2.60 names that logger by its source file's path (logging.getLogger(__file__)), so it is found by suffix.
+    """
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    for name in list(logging.root.manager.loggerDict):
+        if name.endswith(os.path.join("execution", "context.py")):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def train_loop_per_worker(config: dict) -> None:
-    for name in ("ray.train", "ray.train.v2._internal.execution.context"):
-        logging.getLogger(name).setLevel(logging.WARNING)  # our progress lines replace per-report INFO logs
+    _quiet_report_logs()
     cfg = registry.resolve_config(config["run"])
     family = registry.get(cfg.family)
     rank = ray.train.get_context().get_world_rank()
