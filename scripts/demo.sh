@@ -10,9 +10,10 @@ echo "== 2/3 train T2S (autoencoder, then DiT) with 2 workers under DeepSpeed Ze
 seriesforge train t2s --preset small --data "captions:$OUT/corpus" --out "$OUT/run" \
     --workers 2 --strategy deepspeed --set strategy.zero_stage=2
 echo "== 3/3 generate: three captions at each trained length (24, 48, 96) and an untrained one (64)"
-set -- --caption "rises steadily, then drops sharply near the end" \
-       --caption "a sharp spike in the middle" \
-       --caption "oscillates with three cycles"
+# Phrased as the stand-in corpus phrases its fragment captions, so the model has seen such text.
+set -- --caption "The series climbs at an accelerating pace." \
+       --caption "The series stays flat apart from one sharp peak in the middle." \
+       --caption "The series goes up and down in 3 regular cycles."
 seriesforge generate --checkpoint "$OUT/run" "$@" --length 24 --length 48 --length 96 --length 64 \
     --samples-per-caption 3 --seed 0 --out "$OUT/samples.png"
 seriesforge generate --checkpoint "$OUT/run" "$@" --length 24 --length 48 --length 96 --length 64 \

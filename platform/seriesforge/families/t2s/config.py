@@ -77,7 +77,7 @@ def small(spec: str) -> C.RunConfig:
                       dim=64, depth=3, num_heads=4, sample_steps=20, guidance=3.0)
     return _run("small", spec, model, lengths=[24, 48, 96],
                 ae=C.StageConfig(steps=300, batch_size=32, optim=C.OptimConfig(lr=1e-3)),
-                dit=C.StageConfig(steps=600, batch_size=32, optim=C.OptimConfig(lr=5e-4, schedule="cosine",
+                dit=C.StageConfig(steps=1500, batch_size=32, optim=C.OptimConfig(lr=5e-4, schedule="cosine",
                                                                                  warmup_steps=50)),
                 loop=C.LoopConfig(log_every=50, checkpoint_every=300))
 
