@@ -59,13 +59,19 @@ def test_empty_corpus_directory(tmp_path, capsys):
     assert code == 2 and "no corpus files found" in err[0]
 
 
-def test_generate_bad_requests(tmp_path, capsys):
+@pytest.fixture
+def untrained_checkpoint(tmp_path):
+    """A final-stage T2S debug checkpoint with untrained weights: enough for request validation and formats."""
     from seriesforge import checkpoint, config as C, registry
 
     cfg = registry.preset_config("t2s", "debug", "captions:/unused")
     model = registry.get("t2s")(cfg.model)
-    ckpt = checkpoint.write_checkpoint(tmp_path / "ckpt", config=C.to_dict(cfg), state_dict=model.state_dict(),
+    return checkpoint.write_checkpoint(tmp_path / "ckpt", config=C.to_dict(cfg), state_dict=model.state_dict(),
                                        meta={"family": "t2s", "stage": "denoiser", "stage_index": 1, "step": 1})
+
+
+def test_generate_bad_requests(untrained_checkpoint, tmp_path, capsys):
+    ckpt = untrained_checkpoint
     out = str(tmp_path / "x.npy")
     cases = [
         (["--n", "2", "--length", "0"], "length: must be in"),
@@ -87,16 +93,11 @@ def test_generate_bad_requests(tmp_path, capsys):
     assert code == 2 and "missing file weights/model.safetensors" in err[0]
 
 
-def test_generate_writes_each_format(tmp_path, capsys):
+def test_generate_writes_each_format(untrained_checkpoint, tmp_path, capsys):
     import numpy as np
     import pyarrow.parquet as pq
 
-    from seriesforge import checkpoint, config as C, registry
-
-    cfg = registry.preset_config("t2s", "debug", "captions:/unused")
-    model = registry.get("t2s")(cfg.model)
-    ckpt = checkpoint.write_checkpoint(tmp_path / "ckpt", config=C.to_dict(cfg), state_dict=model.state_dict(),
-                                       meta={"family": "t2s", "stage": "denoiser", "stage_index": 1, "step": 1})
+    ckpt = untrained_checkpoint
     base = ["generate", "--checkpoint", str(ckpt), "--caption", "rises", "--caption", "falls"]
     assert main([*base, "--length", "24", "--out", str(tmp_path / "a.npy")]) == 0
     assert np.load(tmp_path / "a.npy").shape == (2, 1, 24)
