@@ -47,6 +47,11 @@ def test_bad_config_is_one_line(extra, message, tmp_path, tiny_corpus, capsys):
 @pytest.mark.parametrize("spec, message", [
     ("captions:/no/such/dir", "directory /no/such/dir does not exist"),
     ("ucr2:/x", "unknown data kind 'ucr2'"),
+    ("sines:1", "window length must be >= 2"),
+    ("sines:abc", "window length 'abc' is not an integer"),
+    ("csv:/no/such.csv:24", "file /no/such.csv does not exist"),
+    ("csv:24", "csv needs a file and a window length"),
+    ("sines:24", "family t2s trains on captions data, not sines"),
 ])
 def test_bad_data_spec(spec, message, tmp_path, capsys):
     code, err = run(["train", "t2s", "--data", spec, "--out", str(tmp_path / "r")], capsys)
@@ -112,3 +117,28 @@ def test_generate_writes_each_format(untrained_checkpoint, tmp_path, capsys):
     assert np.load(tmp_path / "u.npy").shape == (3, 1, 30)
 
 
+
+
+def _write_ucr(folder, name, rows_train, rows_test):
+    d = folder / name
+    d.mkdir(parents=True)
+    for split, rows in (("TRAIN", rows_train), ("TEST", rows_test)):
+        (d / f"{name}_{split}.tsv").write_text("".join("\t".join(map(str, r)) + "\n" for r in rows))
+    return d
+
+
+def test_ucr_inspect_and_spec(tmp_path, capsys):
+    from seriesforge.data.specs import check_readable
+    from seriesforge.errors import DataError
+
+    one = _write_ucr(tmp_path, "Tiny", [[1, 0.1, 0.2, 0.3], [2, 0.3, 0.2, 0.1]], [[1, 0.0, 0.1, 0.2]])
+    _write_ucr(tmp_path, "Other", [[1, 0.5, 0.6], [1, 0.6, 0.7]], [[1, 0.1, 0.2]])
+    assert main(["data", "ucr", "inspect", str(tmp_path)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:5] == ["name", "train", "test", "length", "classes"]
+    assert [line.split()[:5] for line in table[1:3]] == [["Other", "2", "1", "2", "1"], ["Tiny", "2", "1", "3", "2"]]
+    assert check_readable(f"ucr:{one}").kind == "ucr"
+    with pytest.raises(DataError, match="holds 2"):
+        check_readable(f"ucr:{tmp_path}")
+    code, err = run(["data", "ucr", "inspect", str(tmp_path / "nope")], capsys)
+    assert code == 2 and "not a directory" in err[0]

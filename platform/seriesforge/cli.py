@@ -2,6 +2,7 @@
 `seriesforge --help` is instant and never starts Ray.
 
     seriesforge data captions make|inspect    stand-in TSFragment-600K corpora
+    seriesforge data ucr inspect ROOT         the UCR 2018 archive: one dataset folder or many
     seriesforge train FAMILY ...              train every stage of a family on Ray Train
     seriesforge generate --checkpoint ...     sample series to .npy, .parquet or .png
 
@@ -33,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="seriesforge", description="Train, tune and serve generative time-series models on Ray.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Every command has --help. Data SPECs: captions:DIR (a caption corpus).")
+        epilog="Every command has --help. Data SPECs: captions:DIR (a caption corpus), ucr:DIR (one UCR "
+               "dataset folder), sines:L (generated Sines, length L), csv:PATH:L (a numeric CSV, windows of L).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_data(sub)
     _add_train(sub)
@@ -62,6 +64,15 @@ def _add_data(sub) -> None:
                                  description="Print layout, pair counts per length/domain/level and examples.")
     inspect.add_argument("dir", type=Path, help="corpus directory")
     inspect.set_defaults(func=cmd_captions_inspect)
+    ucr = kinds.add_parser("ucr", help="the UCR 2018 time-series classification archive",
+                           description="The UCR 2018 archive layout: ROOT/NAME/NAME_TRAIN.tsv and NAME_TEST.tsv.")
+    ucr_actions = ucr.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ucr_inspect = ucr_actions.add_parser(
+        "inspect", help="tabulate the datasets under ROOT",
+        description="Print one row per dataset: name, train/test counts, length (max; '*' when variable), "
+                    "number of classes. Every row of every file is parsed, so a bad file fails here, named.")
+    ucr_inspect.add_argument("root", type=Path, help="one dataset folder, or a folder holding many")
+    ucr_inspect.set_defaults(func=cmd_ucr_inspect)
 
 
 def _add_train(sub) -> None:
@@ -143,6 +154,15 @@ def cmd_captions_inspect(args) -> int:
     if not args.dir.is_dir():
         raise SeriesforgeError(f"{args.dir}: not a directory")
     print(inspect_captions(args.dir))
+    return 0
+
+
+def cmd_ucr_inspect(args) -> int:
+    from seriesforge.data.sources.ucr import format_summary, summary
+
+    if not args.root.is_dir():
+        raise SeriesforgeError(f"{args.root}: not a directory")
+    print(format_summary(summary(args.root)))
     return 0
 
 

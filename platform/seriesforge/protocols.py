@@ -30,6 +30,7 @@ class DataNeeds:
     """What a family needs from the data pipeline beyond the series themselves."""
 
     text_encoder: str | None = None  # caption embeddings from this encoder ("minilm" or a local HF path)
+    kinds: tuple[str, ...] = ("captions",)  # data SPEC kinds the family trains on (see data/specs.py)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@ CLI_FLAGS: dict[tuple[str, ...], list[str]] = {
     ("data", "captions"): ["--help", "-h"],
     ("data", "captions", "inspect"): ["--help", "-h"],
     ("data", "captions", "make"): ["--format", "--help", "--lengths", "--n", "--out", "--seed", "-h"],
+    ("data", "ucr"): ["--help", "-h"],
+    ("data", "ucr", "inspect"): ["--help", "-h"],
     ("generate",): ["--caption", "--checkpoint", "--guidance", "--help", "--length", "--n", "--out",
                     "--samples-per-caption", "--seed", "--steps", "-h"],
     ("train",): ["--address", "--config", "--data", "--help", "--out", "--preset", "--resume", "--set",

@@ -30,6 +30,14 @@ class TrainResult:
     data_summary: str
 
 
+def _check_data(cfg: RunConfig) -> None:
+    spec = check_readable(cfg.data.spec)
+    kinds = registry.get(cfg.family).data_needs(cfg.model).kinds
+    if spec.kind not in kinds:
+        raise DataError(f"--data {cfg.data.spec!r}: family {cfg.family} trains on {' or '.join(kinds)} data, "
+                        f"not {spec.kind}")
+
+
 def run(cfg: RunConfig, run_dir: Path, *, address: str | None = None, resume: bool = False) -> TrainResult:
     """Train every stage of `cfg.family`; returns the latest complete checkpoint."""
     import ray.train
@@ -39,7 +47,7 @@ def run(cfg: RunConfig, run_dir: Path, *, address: str | None = None, resume: bo
     from seriesforge.runtime import cluster_has_gpus, init_ray
     from seriesforge.train.worker import train_loop_per_worker
 
-    check_readable(cfg.data.spec)  # fail before a run directory or Ray exists
+    _check_data(cfg)  # fail before a run directory or Ray exists
     run_dir = run_dir.resolve()
     _prepare_run_dir(cfg, run_dir, resume)
     print(init_ray(address, min_cpus=int(cfg.scaling.num_workers * cfg.scaling.cpus_per_worker) + 2), flush=True)

@@ -63,7 +63,7 @@ class T2SFamily(nn.Module):
 
     @classmethod
     def data_needs(cls, cfg: T2SConfig) -> DataNeeds:
-        return DataNeeds(text_encoder=cfg.text_encoder)
+        return DataNeeds(text_encoder=cfg.text_encoder, kinds=("captions",))
 
     @classmethod
     def max_length(cls, cfg: T2SConfig) -> int:
