@@ -98,6 +98,14 @@ class CaptionEmbedder:
         return batch
 
 
+def embed_captions(ds: ray.data.Dataset, encoder: str, num_actors: int) -> ray.data.Dataset:
+    """Add `caption_embedding` (E,) to every row, on a pool of `num_actors` encoder actors."""
+    threads = max(1, (os.cpu_count() or 1) // num_actors)
+    return ds.map_batches(CaptionEmbedder, fn_constructor_args=(encoder, threads),
+                          compute=ray.data.ActorPoolStrategy(size=num_actors),
+                          batch_size=EMBED_BATCH, batch_format="numpy")
+
+
 def prepare_training_data(data: DataConfig, needs: DataNeeds, *, fallback_cache: Path) -> TrainingData:
     """Build (or reuse) the cached training table and return one Dataset per configured length."""
     ds, corpus_key = read_corpus(data)
@@ -106,10 +114,7 @@ def prepare_training_data(data: DataConfig, needs: DataNeeds, *, fallback_cache:
     table = _cache_dir(Path(parse_spec(data.spec).path), fallback_cache) / key
     if not table.exists():
         if needs.text_encoder:
-            threads = max(1, (os.cpu_count() or 1) // data.num_embed_actors)
-            ds = ds.map_batches(CaptionEmbedder, fn_constructor_args=(needs.text_encoder, threads),
-                                compute=ray.data.ActorPoolStrategy(size=data.num_embed_actors),
-                                batch_size=EMBED_BATCH, batch_format="numpy")
+            ds = embed_captions(ds, needs.text_encoder, data.num_embed_actors)
         _write_atomically(ds, table)
     rows = _rows_per_length(table)
     missing = [n for n in data.lengths if n not in rows]
