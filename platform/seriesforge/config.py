@@ -228,6 +228,7 @@ class DataConfig:
     scaling: Literal["series_minmax", "none"] = "series_minmax"  # per-series min-max: captions describe shape
     num_embed_actors: int = 1  # actor pool size of the caption-embedding pass
     worker_cache_mb: float = 256.0  # a worker keeps its shard in memory after one epoch if it fits (0: stream)
+    on_bad_row: Literal["error", "skip"] = "error"  # skip: leave bad rows out, count and list them, never silent
 
     def __post_init__(self) -> None:
         require(bool(self.spec.strip()), "spec", "must name data, e.g. captions:DIR")

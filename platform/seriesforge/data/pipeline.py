@@ -2,7 +2,9 @@
 
 Driver side (`prepare_training_data`):
     corpus files --read--> normalize_batch (validate + scale) --map_batches(actor pool)--> caption embeddings
-    --> parquet table partitioned by length, cached beside the corpus (key: corpus fingerprint, encoder, scaling)
+    --> parquet table partitioned by length, cached beside the corpus (key: corpus fingerprint, encoder, scaling,
+        bad-row policy); ids checked unique before the table is renamed into place; rows skipped under
+        `data.on_bad_row: skip` listed in the table's `skipped_rows.jsonl` and reported on every run that uses it
     --> one Ray Dataset per configured length, handed to the TorchTrainer (it splits each across workers)
 
 Worker side (`interleaved_batches`): one shard iterator per length; each step draws one length by the
@@ -11,6 +13,7 @@ configured schedule (identical on every rank), so every batch holds a single len
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
@@ -25,12 +28,13 @@ import ray.data
 import torch
 
 from seriesforge.config import DataConfig
-from seriesforge.data.sources.captions import detect_layout, fingerprint, normalize_batch
+from seriesforge.data.sources.captions import detect_layout, fingerprint, normalize_batch, read_skip_log
 from seriesforge.data.specs import parse_spec
 from seriesforge.errors import DataError
 from seriesforge.protocols import DataNeeds
 
 EMBED_BATCH = 256
+SKIPPED_FILE = "skipped_rows.jsonl"
 
 
 @dataclass
@@ -42,6 +46,7 @@ class TrainingData:
     table: Path
     fingerprint: str
     unused_lengths: dict[int, int] = field(default_factory=dict)
+    skipped_rows: list[dict] = field(default_factory=list)  # {"where", "reason"} per row left out (skip mode)
 
     def describe(self) -> str:
         used = ", ".join(f"L={k}: {v} rows" for k, v in sorted(self.rows_per_length.items())
@@ -50,6 +55,10 @@ class TrainingData:
         if self.unused_lengths:
             skipped = ", ".join(f"L={k}: {v}" for k, v in sorted(self.unused_lengths.items()))
             text += f"; rows at lengths not in data.lengths, not used: {skipped}"
+        if self.skipped_rows:
+            first = self.skipped_rows[0]
+            text += (f"\n{len(self.skipped_rows)} bad row(s) skipped (data.on_bad_row=skip), listed in "
+                     f"{self.table / SKIPPED_FILE}; first: {first['where']}: {first['reason']}")
         return text
 
 
@@ -62,8 +71,11 @@ def dataset_key(length: int) -> str:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def read_corpus(data: DataConfig) -> tuple[ray.data.Dataset, str]:
-    """The corpus named by `data.spec` as a validated Ray Dataset in the internal schema, and its fingerprint."""
+def read_corpus(data: DataConfig, *, skip_log: Path | None = None) -> tuple[ray.data.Dataset, str]:
+    """The corpus named by `data.spec` as a validated Ray Dataset in the internal schema, and its fingerprint.
+
+    Under `data.on_bad_row: skip`, rows left out are logged as JSON lines under `skip_log` by the map tasks.
+    """
     spec = parse_spec(data.spec)
     layout = detect_layout(spec.path)
     files = [str(f) for f in layout.files]
@@ -77,8 +89,9 @@ def read_corpus(data: DataConfig) -> tuple[ray.data.Dataset, str]:
         import datasets as hf
 
         ds = ray.data.from_huggingface(hf.load_from_disk(files[0]))
-    ds = ds.map_batches(normalize_batch, fn_kwargs={"layout": layout.kind, "scaling": data.scaling},
-                        batch_format="numpy")
+    ds = ds.map_batches(normalize_batch, batch_format="numpy",
+                        fn_kwargs={"layout": layout.kind, "scaling": data.scaling, "on_bad_row": data.on_bad_row,
+                                   "skip_log": str(skip_log) if skip_log else None})
     return ds, fingerprint(layout)
 
 
@@ -108,14 +121,17 @@ def embed_captions(ds: ray.data.Dataset, encoder: str, num_actors: int) -> ray.d
 
 def prepare_training_data(data: DataConfig, needs: DataNeeds, *, fallback_cache: Path) -> TrainingData:
     """Build (or reuse) the cached training table and return one Dataset per configured length."""
-    ds, corpus_key = read_corpus(data)
+    cache = _cache_dir(Path(parse_spec(data.spec).path), fallback_cache)
+    skip_log = cache / f".skips-{uuid.uuid4().hex[:8]}"
+    ds, corpus_key = read_corpus(data, skip_log=skip_log)
     encoder_key = _encoder_key(needs.text_encoder)
-    key = f"{corpus_key}-{encoder_key}-{data.scaling}"
-    table = _cache_dir(Path(parse_spec(data.spec).path), fallback_cache) / key
+    # a table built by skipping bad rows must never serve a run that asked for errors
+    key = f"{corpus_key}-{encoder_key}-{data.scaling}" + ("-skipbad" if data.on_bad_row == "skip" else "")
+    table = cache / key
     if not table.exists():
         if needs.text_encoder:
             ds = embed_captions(ds, needs.text_encoder, data.num_embed_actors)
-        _write_atomically(ds, table)
+        _write_atomically(ds, table, data.spec, skip_log)
     rows = _rows_per_length(table)
     missing = [n for n in data.lengths if n not in rows]
     if missing:
@@ -123,7 +139,8 @@ def prepare_training_data(data: DataConfig, needs: DataNeeds, *, fallback_cache:
         raise DataError(f"data.lengths: no rows of length {missing} in {data.spec} (corpus lengths: {have})")
     datasets = {dataset_key(n): ray.data.read_parquet(str(table / f"length={n}")) for n in data.lengths}
     unused = {n: c for n, c in rows.items() if n not in data.lengths}
-    return TrainingData(datasets=datasets, rows_per_length=rows, table=table, fingerprint=key, unused_lengths=unused)
+    return TrainingData(datasets=datasets, rows_per_length=rows, table=table, fingerprint=key, unused_lengths=unused,
+                        skipped_rows=_read_jsonl(table / SKIPPED_FILE))
 
 
 def _encoder_key(encoder: str | None) -> str:
@@ -147,13 +164,37 @@ def _cache_dir(corpus: Path, fallback: Path) -> Path:
     return fallback
 
 
-def _write_atomically(ds: ray.data.Dataset, table: Path) -> None:
+def _write_atomically(ds: ray.data.Dataset, table: Path, spec: str, skip_log: Path) -> None:
+    """Write the table under a temporary name, check it, record skipped rows, then rename it into place."""
     tmp = table.parent / f".tmp-{uuid.uuid4().hex[:8]}"
     try:
         ds.write_parquet(str(tmp), partition_cols=["length"])
+        _check_unique_ids(tmp, spec)
+        with open(tmp / SKIPPED_FILE, "w") as fh:
+            fh.writelines(json.dumps(record) + "\n" for record in read_skip_log(skip_log))
         os.replace(tmp, table)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(skip_log, ignore_errors=True)
+
+
+def _check_unique_ids(table: Path, spec: str) -> None:
+    """Duplicate ids would make samples, splits and evaluation ambiguous: always an error, in either mode."""
+    import pandas as pd
+
+    ids = pd.Series(pq.read_table(str(table), columns=["id"]).column("id").to_pylist())
+    dup = ids[ids.duplicated()]
+    if len(dup):
+        first = dup.iloc[0]
+        raise DataError(f"{spec}: duplicate id {first!r} ({int((ids == first).sum())} rows; "
+                        f"{dup.nunique()} id(s) repeated in all); ids must be unique")
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path) as fh:
+        return [json.loads(line) for line in fh if line.strip()]
 
 
 def _rows_per_length(table: Path) -> dict[int, int]:

@@ -1,0 +1,77 @@
+"""The Ray Data pipeline's whole-corpus checks: bad rows (error or skip, never silent) and duplicate ids."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from seriesforge.config import DataConfig
+from seriesforge.errors import DataError
+from seriesforge.protocols import DataNeeds
+
+NO_TEXT = DataNeeds(text_encoder=None)
+
+
+def write_jsonl(folder: Path, rows: list[dict]) -> Path:
+    folder.mkdir(parents=True)
+    with open(folder / "part.jsonl", "w") as fh:
+        for row in rows:
+            fh.write(json.dumps(row) + "\n")
+    return folder
+
+
+def good_rows(n: int, length: int = 24) -> list[dict]:
+    return [{"id": f"r{i}", "series": [float((i + t) % 7) for t in range(length)], "caption": f"row {i}"}
+            for i in range(n)]
+
+
+def leftovers(cache: Path) -> list[str]:
+    return sorted(p.name for p in cache.iterdir() if p.name.startswith(".")) if cache.exists() else []
+
+
+def prepare(corpus: Path, tmp_path: Path, **data):
+    from seriesforge.data.pipeline import prepare_training_data
+
+    cfg = DataConfig(spec=f"captions:{corpus}", lengths=[24], **data)
+    return prepare_training_data(cfg, NO_TEXT, fallback_cache=tmp_path / "fallback")
+
+
+def test_bad_row_is_an_error_by_default_and_nothing_is_left(ray_local, tmp_path):
+    rows = good_rows(20)
+    rows[7]["series"][3] = math.nan
+    corpus = write_jsonl(tmp_path / "c", rows)
+    with pytest.raises(Exception, match=r"part\.jsonl: row id=r7: series contains NaN at position 3"):
+        prepare(corpus, tmp_path)
+    cache = corpus / "_seriesforge_cache"
+    assert leftovers(cache) == [] and not any(cache.glob("*-none-*")), "a failed pass left a table behind"
+
+
+def test_skip_mode_counts_lists_and_reports_bad_rows(ray_local, tmp_path):
+    rows = good_rows(20)
+    rows[7]["series"][3] = math.nan
+    rows[11]["caption"] = "   "
+    corpus = write_jsonl(tmp_path / "c", rows)
+    data = prepare(corpus, tmp_path, on_bad_row="skip")
+    assert data.rows_per_length == {24: 18}
+    reasons = sorted((r["where"].split(": ")[-1], r["reason"]) for r in data.skipped_rows)
+    assert reasons == [("row id=r11", "empty caption"), ("row id=r7", "series contains NaN at position 3")]
+    assert "2 bad row(s) skipped (data.on_bad_row=skip)" in data.describe()
+    again = prepare(corpus, tmp_path, on_bad_row="skip")  # cache hit: the skips are still reported
+    assert again.table == data.table and len(again.skipped_rows) == 2
+    with pytest.raises(Exception, match="series contains NaN"):  # a skip-mode table never serves error mode
+        prepare(corpus, tmp_path)
+    assert leftovers(corpus / "_seriesforge_cache") == []
+
+
+def test_duplicate_ids_are_an_error_in_either_mode(ray_local, tmp_path):
+    rows = good_rows(10)
+    rows[4]["id"] = "r2"
+    corpus = write_jsonl(tmp_path / "c", rows)
+    for mode in ("error", "skip"):
+        with pytest.raises(DataError, match=r"duplicate id 'r2' \(2 rows; 1 id\(s\) repeated in all\)"):
+            prepare(corpus, tmp_path, on_bad_row=mode)
+    cache = corpus / "_seriesforge_cache"
+    assert leftovers(cache) == [] and [p.name for p in cache.iterdir()] == []
