@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import re
 import uuid
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from typing import Callable
 import numpy as np
 
 from seriesforge.errors import DataError
+from seriesforge.files import write_text_atomically
 
 _TSFRAGMENT = re.compile(r"^embedding_cleaned_(?P<source>.+)_(?P<length>\d+)\.csv$")
 TSFRAGMENT_COLUMNS = ("SampleID", "SampleNumID", "TimeInterval", "Text", "TextEmbedding", "OT")
@@ -141,14 +141,7 @@ def _write_skip_log(directory, records: list[dict]) -> None:
     """One new file per batch, written under a temporary name and renamed: readers never see half a file."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    name = uuid.uuid4().hex
-    tmp = directory / f".{name}.jsonl.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(r) + "\n" for r in records)
-        os.replace(tmp, directory / f"{name}.jsonl")
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomically(directory / f"{uuid.uuid4().hex}.jsonl", "".join(json.dumps(r) + "\n" for r in records))
 
 
 @dataclass

@@ -45,6 +45,7 @@ import pyarrow.parquet as pq
 
 from seriesforge.data.sources import captions_text as ct
 from seriesforge.errors import ConfigError
+from seriesforge.files import write_text_atomically
 
 DEFAULT_LENGTHS = (24, 48, 96)
 SOURCES = ("ETTh1", "ETTh1s", "ETTm1", "airquality", "electricity", "exchangerate", "traffic")
@@ -255,9 +256,7 @@ def _fragments(n_pairs: int, seed: int, lengths: tuple[int, ...]) -> Iterator[Fr
 # -- writers ----------------------------------------------------------------------------------
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def _new_counts() -> dict[str, Counter]:

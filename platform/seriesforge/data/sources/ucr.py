@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from seriesforge.errors import DataError
+from seriesforge.files import write_text_atomically
 
 ON_BAD_ROW = ("error", "skip")
 NORMALIZATIONS = ("zscore", "none")
@@ -343,13 +343,11 @@ def zero_fill(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def save_label_map(ds: UCRDataset, path: Path) -> None:
-    """Write {"dataset", "label_map": {original: encoded}} as JSON, atomically (temp file then os.replace)."""
+    """Write {"dataset", "label_map": {original: encoded}} as JSON, atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"dataset": ds.name, "label_map": {str(k): v for k, v in sorted(ds.label_map.items())}}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps(payload, indent=2) + "\n")
 
 
 def load_label_map(path: Path) -> dict[int, int]:
