@@ -134,8 +134,7 @@ class _Reporter:
             target = tmp / "checkpoint"
             if self.strategy.is_main:
                 write_checkpoint(target, config=to_dict(self.cfg), meta=self._meta(step, metrics), state_dict=weights)
-            target.mkdir(exist_ok=True)
-            self.strategy.save_train_state(add_train_state_dir(target))
+            self.strategy.save_train_state(add_train_state_dir(target))  # creates target on the other ranks too
             name = f"stage{self.plan.stage_index}_{self.plan.stage}_step{step:07d}"
             ray.train.report({**metrics, "stage": self.plan.stage, "stage_index": self.plan.stage_index},
                              checkpoint=ray.train.Checkpoint.from_directory(str(target)),
