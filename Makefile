@@ -32,6 +32,8 @@ test-fast: env
 
 bench: env
 	$(PY) benchmarks/train_overhead.py
+	$(PY) benchmarks/ingest.py
+	$(PY) benchmarks/embed.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache
