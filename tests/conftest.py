@@ -42,6 +42,23 @@ def tiny_tsfragment(tmp_path_factory) -> Path:
     return out
 
 
+def write_ucr_dataset(parent: Path, name: str, train: list, test: list) -> Path:
+    """parent/NAME/NAME_TRAIN.tsv and NAME_TEST.tsv; rows are (label, values) or raw tab-separated strings."""
+    folder = parent / name
+    folder.mkdir(parents=True)
+    for split, rows in (("TRAIN", train), ("TEST", test)):
+        lines = [row if isinstance(row, str) else "\t".join([str(row[0]), *(repr(float(v)) for v in row[1])])
+                 for row in rows]
+        (folder / f"{name}_{split}.tsv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def make_ucr_dataset():
+    """`write_ucr_dataset` as a fixture, for tiny UCR folders written in a test's tmp_path."""
+    return write_ucr_dataset
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """One embedded Ray for every test that needs it (starting Ray costs ~10 s)."""

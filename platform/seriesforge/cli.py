@@ -3,6 +3,7 @@
 
     seriesforge data captions make|inspect    stand-in TSFragment-600K corpora
     seriesforge data ucr inspect ROOT         the UCR 2018 archive: one dataset folder or many
+    seriesforge data ucr prepare ROOT ...     chosen UCR datasets as Ray Datasets, written as parquet
     seriesforge train FAMILY ...              train every stage of a family on Ray Train
     seriesforge generate --checkpoint ...     sample series to .npy, .parquet or .png
 
@@ -21,6 +22,12 @@ EXAMPLES_TRAIN = """examples:
   seriesforge train t2s --preset debug --data captions:./corpus --out runs/t2s-debug
   seriesforge train t2s --preset small --data captions:./corpus --out runs/t2s --set stages.denoiser.steps=2000
   seriesforge train t2s --resume runs/t2s --set stages.denoiser.steps=4000   # continue, with a larger budget
+"""
+
+
+EXAMPLES_UCR_PREPARE = """examples:
+  seriesforge data ucr prepare ./UCRArchive_2018 --datasets GunPoint,ArrowHead --out prepared/ucr
+  seriesforge data ucr prepare ./UCRArchive_2018 --datasets all --resplit 0.8 --seed 0 --out prepared/ucr-80-20
 """
 
 
@@ -73,6 +80,27 @@ def _add_data(sub) -> None:
                     "number of classes. Every row of every file is parsed, so a bad file fails here, named.")
     ucr_inspect.add_argument("root", type=Path, help="one dataset folder, or a folder holding many")
     ucr_inspect.set_defaults(func=cmd_ucr_inspect)
+    ucr_prepare = ucr_actions.add_parser(
+        "prepare", help="build Ray Datasets of chosen datasets and write them as parquet",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES_UCR_PREPARE,
+        description="One job for many datasets: each becomes its own Ray Dataset (series z-scored with train\n"
+                    "statistics, labels re-encoded to 0..C-1), written to OUT/NAME/{train,test}/*.parquet with\n"
+                    "label_map.json (original label -> encoded) and meta.json (length, classes, normalisation,\n"
+                    "re-split). Each OUT/NAME appears whole or not at all; an existing one is an error.\n"
+                    "Starts an embedded local Ray unless RAY_ADDRESS names a cluster. Prints one table row per\n"
+                    "dataset: name, train/test rows, length, classes.")
+    ucr_prepare.add_argument("root", type=Path, help="one dataset folder, or a folder holding many")
+    ucr_prepare.add_argument("--datasets", required=True, metavar="NAMES",
+                             help="comma-separated dataset names (e.g. GunPoint,ArrowHead), or all")
+    ucr_prepare.add_argument("--out", type=Path, required=True, help="output directory; gets one folder per dataset")
+    ucr_prepare.add_argument("--resplit", type=float, metavar="TRAIN_FRACTION",
+                             help="merge TRAIN and TEST and re-split them stratified, keeping this fraction for "
+                                  "training (0.8 = the 80/20 split of TimeVQVAE); default: the archive's split")
+    ucr_prepare.add_argument("--seed", type=int, default=0, help="seed of the re-split (default 0)")
+    ucr_prepare.add_argument("--on-bad-row", choices=["error", "skip"], default="error",
+                             help="a malformed row stops the job naming file, row and column (error, default) or "
+                                  "is left out and counted in the table (skip)")
+    ucr_prepare.set_defaults(func=cmd_ucr_prepare)
 
 
 def _add_train(sub) -> None:
@@ -163,6 +191,32 @@ def cmd_ucr_inspect(args) -> int:
     if not args.root.is_dir():
         raise SeriesforgeError(f"{args.root}: not a directory")
     print(format_summary(summary(args.root)))
+    return 0
+
+
+def cmd_ucr_prepare(args) -> int:
+    from tqdm import tqdm
+
+    from seriesforge.data.series_splits import select_ucr_datasets, summary_row, ucr_splits, write_prepared
+    from seriesforge.data.sources.ucr import format_summary
+    from seriesforge.runtime import init_ray
+
+    if not args.root.is_dir():
+        raise SeriesforgeError(f"{args.root}: not a directory")
+    folders = select_ucr_datasets(args.root, args.datasets)  # unknown names fail here, before Ray starts
+    existing = [f.name for f in folders if (args.out / f.name).exists()]
+    if existing:
+        raise SeriesforgeError(f"--out {args.out}: already holds {', '.join(existing)} (remove them or choose "
+                               "another --out)")
+    init_ray(None)
+    rows = []
+    with tqdm(folders, unit="dataset", desc="ucr prepare", disable=len(folders) < 2) as bar:
+        for folder in bar:  # one at a time: only one dataset's blocks sit in the object store
+            splits = ucr_splits(folder, resplit=args.resplit, seed=args.seed, on_bad_row=args.on_bad_row)
+            write_prepared(splits, args.out)
+            rows.append(summary_row(splits))
+    print(format_summary(rows))
+    print(f"wrote {len(rows)} dataset(s) to {args.out} (each with label_map.json and meta.json)")
     return 0
 
 

@@ -45,8 +45,10 @@ RULES: tuple[Rule, ...] = (
     Rule("loading and sampling a checkpoint needs no training stack",
          scope=("seriesforge.registry", "seriesforge.checkpoint", "seriesforge.generate", "seriesforge.outputs"),
          forbid=("ray", "deepspeed", "seriesforge.train", "seriesforge.tune")),
-    Rule("data readers and metrics work without Ray; data.pipeline is the Ray Data layer",
-         scope=("seriesforge.data", "seriesforge.eval.metrics"), exempt=("seriesforge.data.pipeline",),
+    Rule("data readers and metrics work without Ray; data.pipeline, data.embedding_pass and data.series_splits "
+         "are the Ray Data layer",
+         scope=("seriesforge.data", "seriesforge.eval.metrics"),
+         exempt=("seriesforge.data.pipeline", "seriesforge.data.embedding_pass", "seriesforge.data.series_splits"),
          forbid=("ray", "seriesforge.families", "seriesforge.train",
                  "seriesforge.data.pipeline")),  # importing the pipeline would pull Ray in transitively
     Rule("the training loop, optimizers and strategies run in one plain process",
@@ -55,10 +57,11 @@ RULES: tuple[Rule, ...] = (
          forbid=("ray",)),
     Rule("DeepSpeed is reached only through its strategy object",
          scope=EVERYTHING, exempt=("seriesforge.train.strategy.deepspeed",), forbid=("deepspeed",), sole=True),
-    Rule("Ray Data is used by the data pipeline only",
+    Rule("Ray Data is used by the data pipelines only (captions: pipeline, embedding_pass; UCR and windows: "
+         "series_splits)",
          scope=("seriesforge",), forbid=("ray.data",),
-         exempt=("seriesforge.data.pipeline",
-                 "seriesforge.runtime")),  # runtime only configures Ray Data's DataContext (quiet progress bars)
+         exempt=("seriesforge.data.pipeline", "seriesforge.data.embedding_pass", "seriesforge.data.series_splits",
+                 "seriesforge.runtime")),  # runtime only configures Ray Data's DataContext (see configure_ray_data)
     Rule("no family special cases: trainer, launch, CLI and serve reach families through the registry",
          scope=EVERYTHING, exempt=("seriesforge.families",), forbid=(ANY_FAMILY,)),  # registry holds strings
     Rule("serving loads checkpoints; it never pulls in the training stack",

@@ -29,6 +29,7 @@ CLI_FLAGS: dict[tuple[str, ...], list[str]] = {
     ("data", "captions", "make"): ["--format", "--help", "--lengths", "--n", "--out", "--seed", "-h"],
     ("data", "ucr"): ["--help", "-h"],
     ("data", "ucr", "inspect"): ["--help", "-h"],
+    ("data", "ucr", "prepare"): ["--datasets", "--help", "--on-bad-row", "--out", "--resplit", "--seed", "-h"],
     ("generate",): ["--caption", "--checkpoint", "--guidance", "--help", "--length", "--n", "--out",
                     "--samples-per-caption", "--seed", "--steps", "-h"],
     ("train",): ["--address", "--config", "--data", "--help", "--out", "--preset", "--resume", "--set",
