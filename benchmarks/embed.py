@@ -1,11 +1,15 @@
-"""Caption-embedding precompute: captions/s of the training pipeline's encoder pass (Ray Data actor pool).
+"""Caption-embedding precompute: what training runs before its first step, timed on a corpus.
 
-Runs exactly what training runs before its first step (`read_corpus` -> `embed_captions`, all-MiniLM-L6-v2 by
-default) over the first `--limit` rows of a corpus and prints captions/s, with the time the whole corpus would
-take at that rate. A full pass over the 600k stand-in takes over an hour on 2 CPU cores, hence `--limit`;
-`--limit 0` embeds every row.
+Training embeds each distinct caption once (the store is keyed by encoder and caption hash, see
+`seriesforge.data.embedding_store`), on a Ray Data actor pool of encoders, captions sorted by length so a batch pads
+little. This benchmark runs that pass (`embedding_pass.fill_store`) into a fresh store and prints:
+  - distinct captions/s: the encoder pool's real throughput;
+  - corpus captions/s: corpus rows covered per second (repeated captions cost nothing), the figure that says how
+    long a user waits before training starts on this corpus.
+`--limit N` embeds only the first N distinct captions (in corpus order) and extrapolates; `--limit 0` (the default)
+embeds all of them.
 
-    python benchmarks/embed.py [--corpus bench_data/captions_600000] [--limit 20000] [--actors 2]
+    python benchmarks/embed.py [--corpus bench_data/captions_600000] [--limit 0] [--actors 2] [--encoder minilm]
 """
 
 from __future__ import annotations
@@ -13,39 +17,52 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
+import tempfile
 from pathlib import Path
+
+
+def corpus_captions(corpus: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    shards = sorted(corpus.glob("*.parquet"))
+    if not shards:
+        raise SystemExit(f"{corpus}: no parquet shards (write the stand-in with `seriesforge data captions make`)")
+    captions: list[str] = []
+    for shard in shards:
+        captions += pq.read_table(shard, columns=["caption"]).column("caption").to_pylist()
+    return captions
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, default=Path("bench_data/captions_600000"),
-                        help="caption corpus directory (benchmarks/ingest.py writes the 600k stand-in there)")
-    parser.add_argument("--limit", type=int, default=20000, help="rows to embed (0: all)")
+                        help="caption corpus directory of parquet shards (benchmarks/ingest.py writes the 600k stand-in)")
+    parser.add_argument("--limit", type=int, default=0, help="distinct captions to embed (0: all)")
     parser.add_argument("--actors", type=int, default=2, help="encoder actors (default 2)")
     parser.add_argument("--encoder", default="minilm", help="minilm or a local Hugging Face model path")
     args = parser.parse_args()
 
-    from seriesforge.config import DataConfig
-    from seriesforge.data.pipeline import embed_captions, read_corpus
+    from seriesforge.data.embedding_pass import fill_store
+    from seriesforge.data.embedding_store import EmbeddingStore
     from seriesforge.runtime import init_ray
 
+    captions = corpus_captions(args.corpus)
+    distinct = list(dict.fromkeys(captions))
+    todo = distinct[:args.limit] if args.limit else distinct
     init_ray(None, min_cpus=args.actors + 1)
-    ds, _ = read_corpus(DataConfig(spec=f"captions:{args.corpus}"))
-    total = ds.count()
-    if args.limit:
-        ds = ds.limit(args.limit)
-    tic = time.perf_counter()
-    rows = 0
-    for batch in embed_captions(ds, args.encoder, args.actors).iter_batches(batch_size=1024, batch_format="numpy"):
-        rows += len(batch["caption_embedding"])
-    seconds = time.perf_counter() - tic
-    rate = rows / seconds
-    print(json.dumps({"benchmark": "embed", "device": f"CPU, {os.cpu_count()} cores", "encoder": args.encoder,
-                      "actors": args.actors, "corpus_rows": total, "rows_embedded": rows,
-                      "seconds": round(seconds, 1), "captions_per_s": round(rate, 1),
-                      "full_corpus_hours_at_this_rate": round(total / rate / 3600, 2),
-                      "note": "seconds include actor start-up and model loading"}, indent=2))
+    with tempfile.TemporaryDirectory() as root:
+        report = fill_store(todo, EmbeddingStore(Path(root), args.encoder), args.encoder, args.actors)
+    per_distinct = report.embedded / report.seconds
+    full_seconds = len(distinct) / per_distinct
+    print(json.dumps({
+        "benchmark": "embed", "device": f"CPU, {os.cpu_count()} cores", "encoder": args.encoder,
+        "actors": args.actors, "corpus_rows": len(captions), "distinct_captions": len(distinct),
+        "embedded": report.embedded, "seconds": round(report.seconds, 1),
+        "distinct_captions_per_s": round(per_distinct, 1),
+        "corpus_captions_per_s": round(len(captions) / full_seconds, 1),
+        "full_corpus_minutes": round(full_seconds / 60, 1),
+        "extrapolated": bool(args.limit and args.limit < len(distinct)),
+        "note": "seconds include actor start-up and model loading"}, indent=2), flush=True)
 
 
 if __name__ == "__main__":

@@ -85,47 +85,74 @@ def raw_pass(corpus: Path, batch: int) -> int:
 
 
 def stream_worker(config: dict) -> None:
+    import pyarrow as pa
     import ray.train
     import torch
 
-    shard = ray.train.get_dataset_shard("train")
-    rows, tic = 0, time.perf_counter()
-    for batch in shard.iter_batches(batch_size=config["batch"], batch_format="numpy"):
-        lengths = batch["length"]
-        for length in np.unique(lengths):
-            rows_of_length = batch["series"][lengths == length]
-            tensor = torch.from_numpy(np.stack(list(rows_of_length)))  # (B_L, L)
-            rows += tensor.shape[0]
+    from seriesforge.data.pipeline import columns_as_numpy
+
+    rows, tic, first = 0, time.perf_counter(), None
+    # All datasets stream at once, a batch from each in turn, as training's length buckets do; batches arrive
+    # as Arrow and become tensors the way training's `columns_as_numpy` makes them.
+    live = [iter(ray.train.get_dataset_shard(key).iter_batches(batch_size=config["batch"], batch_format="pyarrow"))
+            for key in config["keys"]]
+    while live:
+        for stream in list(live):
+            batch = next(stream, None)
+            if batch is None:
+                live.remove(stream)
+                continue
+            first = first or time.perf_counter() - tic
+            lengths = batch.column("length").to_numpy()
+            for length in np.unique(lengths):  # one length per table bucket; several in the unbucketed corpus
+                part = batch if len(np.unique(lengths)) == 1 else batch.filter(pa.array(lengths == length))
+                rows += torch.from_numpy(columns_as_numpy(part, ("series",))["series"]).shape[0]  # (B_L, L)
     seconds = time.perf_counter() - tic
     rank = ray.train.get_context().get_world_rank()
     # Every rank's files land in the one checkpoint directory of this report (Ray Train 2.60 merges them).
     with tempfile.TemporaryDirectory() as tmp:
-        Path(tmp, f"rows_rank{rank}.json").write_text(json.dumps({"rows": rows, "seconds": seconds}))
+        Path(tmp, f"rows_rank{rank}.json").write_text(json.dumps({"rows": rows, "seconds": seconds, "first": first}))
         ray.train.report({"rows": rows}, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
-def ray_pass(corpus: Path, batch: int, storage: str) -> tuple[int, float]:
-    """Rows seen by both workers together (each its own shard: streaming_split underneath), and the streaming
-    time: from a worker's first batch request to its last batch, the slower worker's."""
+def training_table(corpus: Path) -> tuple[dict, dict, float]:
+    """The training path's one-off pass (read, validate every row, scale, write the length-partitioned table
+    beside the corpus), timed from a cold cache; returns its per-length Datasets and the seconds it took."""
+    import shutil
+
+    from seriesforge.config import DataConfig
+    from seriesforge.data.pipeline import prepare_training_data
+    from seriesforge.protocols import DataNeeds
+
+    lengths = sorted(int(n) for n in json.loads((corpus / "corpus.json").read_text())["counts"]["length"])
+    shutil.rmtree(corpus / "_seriesforge_cache", ignore_errors=True)
+    tic = time.perf_counter()
+    data = prepare_training_data(DataConfig(spec=f"captions:{corpus}", lengths=lengths), DataNeeds(),
+                                 fallback_cache=corpus / "_fallback_cache", progress=False)
+    return data.datasets, data.rows_per_length, time.perf_counter() - tic
+
+
+def ray_pass(datasets: dict, batch: int, storage: str) -> tuple[int, float, float]:
+    """Rows seen by both workers together (each its own shard: streaming_split underneath), the streaming
+    time (from a worker's first batch request to its last batch, the slower worker's) and, within it, the wait
+    for the first batch (the pipeline's start-up)."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from seriesforge.config import DataConfig
-    from seriesforge.data.pipeline import read_corpus
-
-    ds, _ = read_corpus(DataConfig(spec=f"captions:{corpus}"))
-    trainer = TorchTrainer(stream_worker, train_loop_config={"batch": batch}, datasets={"train": ds},
-                           scaling_config=ray.train.ScalingConfig(num_workers=2),
+    trainer = TorchTrainer(stream_worker, train_loop_config={"batch": batch, "keys": sorted(datasets)},
+                           datasets=datasets, scaling_config=ray.train.ScalingConfig(num_workers=2),
                            run_config=ray.train.RunConfig(storage_path=storage, name="ingest"))
     result = trainer.fit()
     with result.checkpoint.as_directory() as d:
         per_rank = [json.loads(p.read_text()) for p in sorted(Path(d).glob("rows_rank*.json"))]
     if len(per_rank) != 2:
         raise RuntimeError(f"expected row counts from 2 workers, got {len(per_rank)}")
-    return sum(r["rows"] for r in per_rank), max(r["seconds"] for r in per_rank)
+    return sum(r["rows"] for r in per_rank), max(r["seconds"] for r in per_rank), max(r["first"] for r in per_rank)
 
 
 def measure(corpus: Path, n: int, batch: int) -> dict:
+    from seriesforge.config import DataConfig
+    from seriesforge.data.pipeline import read_corpus
     from seriesforge.runtime import init_ray
 
     with PeakMemory() as raw_mem:
@@ -133,16 +160,34 @@ def measure(corpus: Path, n: int, batch: int) -> dict:
         raw_rows = raw_pass(corpus, batch)
         raw_s = time.perf_counter() - tic
     init_ray(None, min_cpus=4)
-    with PeakMemory() as ray_mem, tempfile.TemporaryDirectory() as storage:
-        tic = time.perf_counter()
-        ray_rows, ray_s = ray_pass(corpus, batch, storage)
-        total_s = time.perf_counter() - tic
-    if raw_rows != n or ray_rows != n:
-        raise RuntimeError(f"rows lost: corpus {n}, raw pass {raw_rows}, Ray Data pass {ray_rows}")
-    return {"rows": n, "raw_rows_per_s": round(raw_rows / raw_s), "ray_rows_per_s": round(ray_rows / ray_s),
-            "ratio": round(raw_s / ray_s, 3), "raw_seconds": round(raw_s, 1), "ray_stream_seconds": round(ray_s, 1),
-            "ray_end_to_end_seconds": round(total_s, 1),
-            "raw_peak_pss_gb": round(raw_mem.peak / 2**30, 2), "ray_peak_pss_gb": round(ray_mem.peak / 2**30, 2)}
+    out = {"rows": n, "raw_rows_per_s": round(raw_rows / raw_s), "raw_seconds": round(raw_s, 1),
+           "raw_peak_pss_gb": round(raw_mem.peak / 2**30, 2)}
+    with PeakMemory() as first_mem:
+        datasets, rows_per_length, first_s = training_table(corpus)
+    out.update(first_pass_rows_per_s=round(n / first_s), first_pass_seconds=round(first_s, 1),
+               first_pass_peak_pss_gb=round(first_mem.peak / 2**30, 2))
+    # (b) what every epoch of training streams: the table; and, for comparison, the corpus validated on the fly
+    # (what a first run would stream if there were no table)
+    for name, source in (("ray", datasets), ("ray_validating", None)):
+        # Ray Train splits each dataset equally across workers (streaming_split(equal=True)): a dataset of an
+        # odd row count leaves one row out of the epoch. Anything beyond that is a lost row.
+        counts = rows_per_length.values() if source is datasets else [n]
+        expected = sum(c - c % 2 for c in counts)
+        if source is None:
+            source = {"train": read_corpus(DataConfig(spec=f"captions:{corpus}"))[0]}
+        with PeakMemory() as mem, tempfile.TemporaryDirectory() as storage:
+            tic = time.perf_counter()
+            rows, stream_s, first_batch_s = ray_pass(source, batch, storage)
+            total_s = time.perf_counter() - tic
+        if raw_rows != n or rows != expected:
+            raise RuntimeError(f"rows lost: corpus {n}, raw pass {raw_rows}, {name} pass {rows} (expected {expected})")
+        out[f"{name}_rows_left_by_equal_split"] = n - rows
+        out.update({f"{name}_rows_per_s": round(rows / stream_s), f"{name}_ratio": round(raw_s / stream_s, 3),
+                    f"{name}_stream_seconds": round(stream_s, 1), f"{name}_first_batch_seconds": round(first_batch_s, 1),
+                    f"{name}_rows_per_s_after_first_batch": round(rows / max(stream_s - first_batch_s, 1e-9)),
+                    f"{name}_end_to_end_seconds": round(total_s, 1),
+                    f"{name}_peak_pss_gb": round(mem.peak / 2**30, 2)})
+    return out
 
 
 def main() -> None:

@@ -1,14 +1,17 @@
-"""The only Ray Data user: read a corpus, validate it, embed captions once, and feed length-bucketed batches.
+"""The caption-corpus training path: read a corpus, validate it, embed its captions once, feed length buckets.
 
 Driver side (`prepare_training_data`):
-    corpus files --read--> normalize_batch (validate + scale) --map_batches(actor pool)--> caption embeddings
-    --> parquet table partitioned by length, cached beside the corpus (key: corpus fingerprint, encoder, scaling,
-        bad-row policy); ids checked unique before the table is renamed into place; rows skipped under
+    corpus files --read--> normalize_batch (validate + scale)
+    --> parquet table partitioned by length, cached beside the corpus (key: corpus fingerprint, scaling, bad-row
+        policy); ids checked unique before the table is renamed into place; rows skipped under
         `data.on_bad_row: skip` listed in the table's `skipped_rows.jsonl` and reported on every run that uses it
+    --> caption embeddings: one per distinct caption, in a store keyed by encoder and caption hash
+        (`embedding_store`), filled on a Ray Data actor pool for the captions it lacks (`embedding_pass`)
     --> one Ray Dataset per configured length, handed to the TorchTrainer (it splits each across workers)
 
 Worker side (`interleaved_batches`): one shard iterator per length; each step draws one length by the
-configured schedule (identical on every rank), so every batch holds a single length.
+configured schedule (identical on every rank), so every batch holds a single length. Caption embeddings are
+looked up by caption hash in the memory-mapped store as batches arrive.
 """
 
 from __future__ import annotations
@@ -22,19 +25,26 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray
 import ray.data
 import torch
 
 from seriesforge.config import DataConfig
+from seriesforge.data.embedding_pass import EmbeddingReport, fill_store, table_captions
+from seriesforge.data.embedding_store import EmbeddingLookup, EmbeddingStore
 from seriesforge.data.sources.captions import detect_layout, fingerprint, normalize_batch, read_skip_log
 from seriesforge.data.specs import parse_spec
 from seriesforge.errors import DataError
 from seriesforge.protocols import DataNeeds
 
-EMBED_BATCH = 256
 SKIPPED_FILE = "skipped_rows.jsonl"
+TABLE_FORMAT = "t2"  # bump when the table's columns change: older cached tables are then rebuilt, not misread
+# Rows per table write, spread over its length partitions: few, large files, because every file is a read task
+# (~1 000-row files made 600 tasks per epoch for the 600k corpus and capped streaming at ~20k rows/s).
+ROWS_PER_WRITE = 100_000
 
 
 @dataclass
@@ -47,6 +57,7 @@ class TrainingData:
     fingerprint: str
     unused_lengths: dict[int, int] = field(default_factory=dict)
     skipped_rows: list[dict] = field(default_factory=list)  # {"where", "reason"} per row left out (skip mode)
+    embeddings: EmbeddingReport | None = None  # caption embeddings, when the family conditions on text
 
     def describe(self) -> str:
         used = ", ".join(f"L={k}: {v} rows" for k, v in sorted(self.rows_per_length.items())
@@ -59,6 +70,8 @@ class TrainingData:
             first = self.skipped_rows[0]
             text += (f"\n{len(self.skipped_rows)} bad row(s) skipped (data.on_bad_row=skip), listed in "
                      f"{self.table / SKIPPED_FILE}; first: {first['where']}: {first['reason']}")
+        if self.embeddings is not None:
+            text += "\n" + self.embeddings.describe()
         return text
 
 
@@ -89,58 +102,56 @@ def read_corpus(data: DataConfig, *, skip_log: Path | None = None) -> tuple[ray.
         import datasets as hf
 
         ds = ray.data.from_huggingface(hf.load_from_disk(files[0]))
-    ds = ds.map_batches(normalize_batch, batch_format="numpy",
+    ds = ds.map_batches(validated_table, batch_format="numpy",
                         fn_kwargs={"layout": layout.kind, "scaling": data.scaling, "on_bad_row": data.on_bad_row,
                                    "skip_log": str(skip_log) if skip_log else None})
     return ds, fingerprint(layout)
 
 
-class CaptionEmbedder:
-    """Ray Data actor: loads the sentence encoder once, embeds each batch's captions -> (B, E) float32."""
+def validated_table(batch: dict[str, np.ndarray], **checks: Any) -> pa.Table:
+    """`normalize_batch` (validate + scale), returned as Arrow with `series` a plain list<float32> column.
 
-    def __init__(self, encoder: str, threads: int) -> None:
-        from seriesforge.nn.text_encoder import load_encoder
-
-        # Ray pins actors to one intra-op thread; the embedding pass runs alone, before training, so it may
-        # use the machine's cores (split across the pool).
-        torch.set_num_threads(threads)
-        self.encoder = load_encoder(encoder)
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        batch["caption_embedding"] = self.encoder.encode([str(c) for c in batch["caption"]])
-        return batch
-
-
-def embed_captions(ds: ray.data.Dataset, encoder: str, num_actors: int) -> ray.data.Dataset:
-    """Add `caption_embedding` (E,) to every row, on a pool of `num_actors` encoder actors."""
-    threads = max(1, (os.cpu_count() or 1) // num_actors)
-    return ds.map_batches(CaptionEmbedder, fn_constructor_args=(encoder, threads),
-                          compute=ray.data.ActorPoolStrategy(size=num_actors),
-                          batch_size=EMBED_BATCH, batch_format="numpy")
+    Left to Ray, the ragged (L,) rows would become a variable-shaped tensor column, which Ray converts back to
+    numpy row by row (~37k rows/s on the 2-core VM). A list column of one length bucket instead turns into
+    (B, L) with one reshape (`columns_as_numpy`).
+    """
+    out = normalize_batch(batch, **checks)
+    lengths = out.pop("length").astype(np.int64)  # (B,)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = np.concatenate(list(out.pop("series"))) if len(lengths) else np.zeros(0)  # (sum L,)
+    series = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat.astype(np.float32, copy=False)))
+    columns = {"series": series, "length": pa.array(lengths.astype(np.int32))}
+    columns.update({name: pa.array(values.tolist(), pa.string()) for name, values in out.items()})
+    return pa.table(columns)
 
 
-def prepare_training_data(data: DataConfig, needs: DataNeeds, *, fallback_cache: Path) -> TrainingData:
-    """Build (or reuse) the cached training table and return one Dataset per configured length."""
+def prepare_training_data(data: DataConfig, needs: DataNeeds, *, fallback_cache: Path,
+                          progress: bool = True) -> TrainingData:
+    """Build (or reuse) the cached training table and caption embeddings; one Dataset per configured length."""
     cache = _cache_dir(Path(parse_spec(data.spec).path), fallback_cache)
     skip_log = cache / f".skips-{uuid.uuid4().hex[:8]}"
     ds, corpus_key = read_corpus(data, skip_log=skip_log)
-    encoder_key = _encoder_key(needs.text_encoder)
     # a table built by skipping bad rows must never serve a run that asked for errors
-    key = f"{corpus_key}-{encoder_key}-{data.scaling}" + ("-skipbad" if data.on_bad_row == "skip" else "")
+    key = f"{corpus_key}-{data.scaling}-{TABLE_FORMAT}" + ("-skipbad" if data.on_bad_row == "skip" else "")
     table = cache / key
     if not table.exists():
-        if needs.text_encoder:
-            ds = embed_captions(ds, needs.text_encoder, data.num_embed_actors)
         _write_atomically(ds, table, data.spec, skip_log)
     rows = _rows_per_length(table)
     missing = [n for n in data.lengths if n not in rows]
     if missing:
         have = ", ".join(str(n) for n in sorted(rows)) or "none"
         raise DataError(f"data.lengths: no rows of length {missing} in {data.spec} (corpus lengths: {have})")
+    embeddings = None
+    if needs.text_encoder:
+        store = EmbeddingStore(cache / "embeddings", _encoder_key(needs.text_encoder))
+        embeddings = fill_store(table_captions(table), store, needs.text_encoder, data.num_embed_actors,
+                                progress=progress)
+        key += f"-{store.encoder_key}"
     datasets = {dataset_key(n): ray.data.read_parquet(str(table / f"length={n}")) for n in data.lengths}
     unused = {n: c for n, c in rows.items() if n not in data.lengths}
     return TrainingData(datasets=datasets, rows_per_length=rows, table=table, fingerprint=key, unused_lengths=unused,
-                        skipped_rows=_read_jsonl(table / SKIPPED_FILE))
+                        skipped_rows=_read_jsonl(table / SKIPPED_FILE), embeddings=embeddings)
 
 
 def _encoder_key(encoder: str | None) -> str:
@@ -168,7 +179,7 @@ def _write_atomically(ds: ray.data.Dataset, table: Path, spec: str, skip_log: Pa
     """Write the table under a temporary name, check it, record skipped rows, then rename it into place."""
     tmp = table.parent / f".tmp-{uuid.uuid4().hex[:8]}"
     try:
-        ds.write_parquet(str(tmp), partition_cols=["length"])
+        ds.write_parquet(str(tmp), partition_cols=["length"], min_rows_per_file=ROWS_PER_WRITE)
         _check_unique_ids(tmp, spec)
         with open(tmp / SKIPPED_FILE, "w") as fh:
             fh.writelines(json.dumps(record) + "\n" for record in read_skip_log(skip_log))
@@ -222,16 +233,17 @@ def length_schedule(lengths: list[int], rows: dict[int, int], schedule: str, see
 
 
 def interleaved_batches(shards: dict[int, Any], *, lengths: list[int], rows: dict[int, int], schedule: str,
-                        batch_size: int, keys: tuple[str, ...], seed: int,
-                        cache_mb: float = 0.0) -> Iterator[dict[str, torch.Tensor]]:
+                        batch_size: int, keys: tuple[str, ...], seed: int, cache_mb: float = 0.0,
+                        embeddings: EmbeddingLookup | None = None) -> Iterator[dict[str, torch.Tensor]]:
     """Endless length-homogeneous batches from per-length shard iterators (Ray `DataIterator`s).
 
-    Yields {"series": (B, L), "caption_embedding": (B, E), ...}. Each bucket's first epoch streams from Ray
+    Yields the `keys` columns, e.g. {"series": (B, L)}, plus "caption_embedding" (B, E) looked up from each row's
+    caption when `embeddings` is given. Each bucket's first epoch streams from Ray
     Data; a shard that fits in `cache_mb` is then kept in this worker's memory and reshuffled every epoch, which
     spares re-running the streaming split (seconds per epoch) on small corpora. Larger shards keep streaming.
     """
     budget = int(cache_mb * 2**20 / max(1, len(lengths)))
-    buckets = {n: _Bucket(shards[n], n, batch_size, keys, seed, budget) for n in lengths}
+    buckets = {n: _Bucket(shards[n], n, batch_size, keys, seed, budget, embeddings) for n in lengths}
     for n in length_schedule(lengths, rows, schedule, seed):
         yield {k: torch.from_numpy(v) for k, v in buckets[n].next_batch().items()}
 
@@ -239,12 +251,17 @@ def interleaved_batches(shards: dict[int, Any], *, lengths: list[int], rows: dic
 class _Bucket:
     """One length's batches: streamed, or replayed from memory once a whole epoch fitted in the budget."""
 
-    def __init__(self, shard: Any, length: int, batch_size: int, keys: tuple[str, ...], seed: int, budget: int):
+    def __init__(self, shard: Any, length: int, batch_size: int, keys: tuple[str, ...], seed: int, budget: int,
+                 embeddings: EmbeddingLookup | None):
         self.shard, self.length, self.batch_size, self.keys = shard, length, batch_size, keys
+        self.embeddings = embeddings
         self.seed, self.budget, self.epoch = seed, budget, 0
-        self.kept: dict[str, list[np.ndarray]] | None = {k: [] for k in keys}
+        self.kept: dict[str, list[np.ndarray]] | None = {k: [] for k in self._columns()}
         self.memory: dict[str, np.ndarray] | None = None
         self.live = self._stream()
+
+    def _columns(self) -> tuple[str, ...]:
+        return self.keys + (("caption_embedding",) if self.embeddings is not None else ())
 
     def next_batch(self) -> dict[str, np.ndarray]:
         batch = next(self.live, None)
@@ -264,10 +281,12 @@ class _Bucket:
         self.live = self._replay() if self.memory is not None else self._stream()
 
     def _stream(self) -> Iterator[dict[str, np.ndarray]]:
-        for raw in self.shard.iter_batches(batch_size=self.batch_size, batch_format="numpy", drop_last=True,
+        for raw in self.shard.iter_batches(batch_size=self.batch_size, batch_format="pyarrow", drop_last=True,
                                            local_shuffle_buffer_size=self.batch_size * 4,
                                            local_shuffle_seed=self.seed + self.epoch):
-            batch = {k: _stack(raw[k]) for k in self.keys}
+            batch = columns_as_numpy(raw, self.keys)
+            if self.embeddings is not None:
+                batch["caption_embedding"] = self.embeddings.embed(_strings(raw["caption"]))  # (B, E)
             self._keep(batch)
             yield batch
 
@@ -287,9 +306,27 @@ class _Bucket:
             yield {k: np.ascontiguousarray(v[idx]) for k, v in self.memory.items()}
 
 
-def _stack(column: np.ndarray) -> np.ndarray:
-    """A tensor column arrives as (B, ...) floats, or as an object array of (L,) arrays when the table mixed
-    lengths when written; either way -> contiguous float32 (B, ...)."""
-    if column.dtype == object:
+def columns_as_numpy(batch: pa.Table | dict, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The `keys` columns of one length-bucket batch as contiguous float32 arrays, e.g. series -> (B, L)."""
+    return {k: _column_as_numpy(batch[k], k) for k in keys}
+
+
+def _column_as_numpy(column: Any, name: str) -> np.ndarray:
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if isinstance(column, pa.Array) and pa.types.is_list(column.type):
+        widths = pc.list_value_length(column)
+        if len(column) and pc.min(widths).as_py() != pc.max(widths).as_py():
+            raise DataError(f"column {name!r}: rows of different lengths in one batch "
+                            f"({pc.min(widths).as_py()}..{pc.max(widths).as_py()}); batches must hold one length")
+        flat = column.flatten().to_numpy(zero_copy_only=False)  # (B * L,)
+        return np.ascontiguousarray(flat.reshape(len(column), -1), dtype=np.float32)  # (B, L)
+    if isinstance(column, pa.Array):
+        column = column.to_numpy(zero_copy_only=False)
+    if column.dtype == object:  # a dict batch holding (L,) arrays per row
         column = np.stack(list(column))
     return np.ascontiguousarray(column, dtype=np.float32)
+
+
+def _strings(column: Any) -> list[str]:
+    return column.to_pylist() if isinstance(column, (pa.Array, pa.ChunkedArray)) else [str(c) for c in column]

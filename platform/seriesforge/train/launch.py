@@ -59,7 +59,8 @@ def run(cfg: RunConfig, run_dir: Path, *, address: str | None = None, resume: bo
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"run": to_dict(cfg), "run_dir": str(run_dir), "data_fingerprint": data.fingerprint,
-                           "rows": {str(k): v for k, v in data.rows_per_length.items()}},
+                           "rows": {str(k): v for k, v in data.rows_per_length.items()},
+                           "embeddings": str(data.embeddings.lookup.path) if data.embeddings else None},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=use_gpu,
                                                resources_per_worker={"CPU": cfg.scaling.cpus_per_worker}),
         run_config=ray.train.RunConfig(

@@ -27,6 +27,7 @@ import seriesforge
 from seriesforge import registry
 from seriesforge.checkpoint import add_train_state_dir, load_weights, read_checkpoint, write_checkpoint
 from seriesforge.config import RunConfig, to_dict
+from seriesforge.data.embedding_store import EmbeddingLookup
 from seriesforge.data.pipeline import dataset_key, interleaved_batches
 from seriesforge.train.loop import StagePlan, fit_stage
 from seriesforge.train.strategy import Strategy, build_strategy
@@ -87,12 +88,14 @@ def _train_stage(cfg: RunConfig, family, strategy: Strategy, config: dict, index
                      total_steps=stage_cfg.steps, log_every=cfg.loop.log_every,
                      checkpoint_every=cfg.loop.checkpoint_every)
     needs = family.data_needs(cfg.model)
-    keys = ("series",) + (("caption_embedding",) if needs.text_encoder else ())
+    if needs.text_encoder and not config.get("embeddings"):
+        raise RuntimeError("a text-conditioned family needs the caption-embedding store the driver prepares")
+    embeddings = EmbeddingLookup(Path(config["embeddings"])) if needs.text_encoder else None
     shards = {n: ray.train.get_dataset_shard(dataset_key(n)) for n in cfg.data.lengths}
     rows = {int(k): v for k, v in config["rows"].items()}
     batches = interleaved_batches(shards, lengths=cfg.data.lengths, rows=rows, schedule=cfg.data.schedule,
-                                  batch_size=stage_cfg.batch_size, keys=keys, seed=cfg.loop.seed + index,
-                                  cache_mb=cfg.data.worker_cache_mb)
+                                  batch_size=stage_cfg.batch_size, keys=("series",), seed=cfg.loop.seed + index,
+                                  cache_mb=cfg.data.worker_cache_mb, embeddings=embeddings)
     reporter = _Reporter(cfg, strategy, plan, Path(config["run_dir"]), config["data_fingerprint"])
     fit_stage(wrapped, strategy, batches, plan, on_log=reporter.log, on_checkpoint=reporter.checkpoint)
     if plan.total_steps == 0:
