@@ -5,7 +5,8 @@
     seriesforge data ucr inspect ROOT         the UCR 2018 archive: one dataset folder or many
     seriesforge data ucr prepare ROOT ...     chosen UCR datasets as Ray Datasets, written as parquet
     seriesforge train FAMILY ...              train every stage of a family on Ray Train
-    seriesforge generate --checkpoint ...     sample series to .npy, .parquet or .png
+    seriesforge generate --checkpoint ...     sample series to .npy, .parquet or .png (--endpoint: from a server)
+    seriesforge serve --checkpoint DIR ...    serve checkpoints over HTTP with Ray Serve, until SIGINT/SIGTERM
 
 User errors (bad config, data, checkpoint or request) print one line naming what and where, and exit 2.
 """
@@ -13,6 +14,7 @@ User errors (bad config, data, checkpoint or request) print one line naming what
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -24,6 +26,12 @@ EXAMPLES_TRAIN = """examples:
   seriesforge train t2s --resume runs/t2s --set stages.denoiser.steps=4000   # continue, with a larger budget
 """
 
+EXAMPLES_SERVE = """examples:
+  seriesforge serve --checkpoint runs/t2s                                  # model 't2s' on http://127.0.0.1:8000
+  seriesforge serve --checkpoint gunpoint=runs/gp --checkpoint ecg=runs/ecg --config serve/config.yaml
+  SERIESFORGE_API_KEY=... seriesforge serve --checkpoint runs/t2s --api-key-env SERIESFORGE_API_KEY --port 8080
+  seriesforge generate --endpoint http://127.0.0.1:8000 --model t2s --caption "rises" --length 48 --out x.npy
+"""
 
 EXAMPLES_UCR_PREPARE = """examples:
   seriesforge data ucr prepare ./UCRArchive_2018 --datasets GunPoint,ArrowHead --out prepared/ucr
@@ -47,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(sub)
     _add_train(sub)
     _add_generate(sub)
+    _add_serve(sub)
     return parser
 
 
@@ -128,11 +137,16 @@ def _add_train(sub) -> None:
 
 def _add_generate(sub) -> None:
     gen = sub.add_parser(
-        "generate", help="sample series from a checkpoint",
-        description="Sample series from a trained checkpoint and write them by the --out suffix: .npy "
-                    "(N, K, L), .parquet (one row per series) or .png (a grid: captions x lengths).")
-    gen.add_argument("--checkpoint", type=Path, required=True,
-                     help="a run directory (its latest complete checkpoint) or one checkpoint directory")
+        "generate", help="sample series from a checkpoint or a running server",
+        description="Sample series from a trained checkpoint (--checkpoint, in this process) or from a seriesforge "
+                    "server (--endpoint and --model) and write them by the --out suffix: .npy (N, K, L), .parquet "
+                    "(one row per series) or .png (a grid: captions x lengths).")
+    source = gen.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path,
+                        help="a run directory (its latest complete checkpoint) or one checkpoint directory")
+    source.add_argument("--endpoint", metavar="URL", help="a `seriesforge serve` server, e.g. http://127.0.0.1:8000")
+    gen.add_argument("--model", help="with --endpoint: the model name (see GET URL/v1/models)")
+    gen.add_argument("--api-key-env", metavar="NAME", help="with --endpoint: env var holding the server's API key")
     cond = gen.add_mutually_exclusive_group(required=True)
     cond.add_argument("--caption", action="append", help="caption to condition on (repeatable)")
     cond.add_argument("--n", type=int, help="number of unconditional samples")
@@ -144,6 +158,26 @@ def _add_generate(sub) -> None:
     gen.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     gen.add_argument("--out", type=Path, required=True, help="output file: .npy, .parquet or .png")
     gen.set_defaults(func=cmd_generate)
+
+
+def _add_serve(sub) -> None:
+    srv = sub.add_parser(
+        "serve", help="serve checkpoints over HTTP with Ray Serve", epilog=EXAMPLES_SERVE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Deploy one or many checkpoints (any family) as a Ray Serve application: POST /v1/generate,\n"
+                    "GET /v1/models, GET /v1/stats, GET /healthz, OpenAPI at /docs. Starts an embedded local Ray\n"
+                    "unless RAY_ADDRESS names a cluster; stays in the foreground and shuts down on Ctrl-C or\n"
+                    "SIGTERM. --config takes a Serve config file (serve/config.yaml, also `serve run`-able);\n"
+                    "flags override it. Binds to 127.0.0.1 unless --host or the config says otherwise.")
+    srv.add_argument("--checkpoint", action="append", default=[], metavar="[NAME=]DIR",
+                     help="a run or checkpoint directory to serve as model NAME (default: DIR's name); repeatable. "
+                          "Replaces the config's models")
+    srv.add_argument("--config", type=Path, help="Serve config YAML (batching, autoscaling, replica, limits)")
+    srv.add_argument("--host", help="address to listen on (default 127.0.0.1: this machine only)")
+    srv.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    srv.add_argument("--api-key-env", metavar="NAME",
+                     help="require a bearer token: the key is read from env var NAME at start (never printed)")
+    srv.set_defaults(func=cmd_serve)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -260,10 +294,9 @@ def cmd_generate(args) -> int:
     from tqdm import tqdm
 
     from seriesforge import outputs
-    from seriesforge.generate import load
 
     outputs.check_output_path(args.out, len(args.length))
-    gen = load(args.checkpoint)
+    sample, source, close = _sampler(args)
     captions = args.caption or [None]
     panels = []
     total = len(captions) * len(args.length)
@@ -271,12 +304,91 @@ def cmd_generate(args) -> int:
         for caption in captions:
             for length in args.length:
                 k = args.samples_per_caption if caption is not None else args.n
-                samples = gen.sample(n=k, length=length, captions=[caption] * k if caption is not None else None,
-                                     steps=args.steps, seed=args.seed, guidance=args.guidance)
+                samples = sample(n=k, length=length, captions=[caption] * k if caption is not None else None,
+                                 steps=args.steps, seed=args.seed, guidance=args.guidance)
                 panels.append(outputs.Panel(caption=caption, length=length, samples=samples))
                 bar.update(1)
+    close()
     outputs.write(args.out, panels)
-    print(f"wrote {sum(len(p.samples) for p in panels)} series from {gen.info.path} to {args.out}")
+    print(f"wrote {sum(len(p.samples) for p in panels)} series from {source} to {args.out}")
+    return 0
+
+
+def _sampler(args):
+    """(sample(n=, length=, captions=, steps=, seed=, guidance=) -> (n, K, L), source name, close) for
+    --checkpoint (the local Generator) or --endpoint (the HTTP client)."""
+    if args.checkpoint is not None:
+        from seriesforge.generate import load
+
+        if args.model or args.api_key_env:
+            raise SeriesforgeError("--model and --api-key-env go with --endpoint, not --checkpoint")
+        gen = load(args.checkpoint)
+        return gen.sample, gen.info.path, lambda: None
+    import os
+
+    from seriesforge.client import Client
+
+    if not args.model:
+        raise SeriesforgeError("--model: required with --endpoint (the server's GET /v1/models lists them)")
+    key = None
+    if args.api_key_env:
+        key = os.environ.get(args.api_key_env, "").strip()
+        if not key:
+            raise SeriesforgeError(f"--api-key-env: environment variable {args.api_key_env} is not set or empty")
+    client = Client(args.endpoint, api_key=key)
+
+    def sample(*, n, length, captions, steps, seed, guidance):
+        return client.generate(args.model, length=length, captions=captions, n=None if captions else n, seed=seed,
+                               steps=steps, guidance=guidance)
+
+    return sample, f"{args.endpoint} (model {args.model})", client.close
+
+
+def cmd_serve(args) -> int:
+    import os
+    import signal
+    import threading
+
+    from seriesforge.serving import config as sc
+
+    cfg, http = sc.load_file(args.config) if args.config else (sc.ServeConfig(), sc.HttpConfig())
+    cfg = sc.with_checkpoints(cfg, args.checkpoint)
+    if args.api_key_env:
+        cfg = dataclasses.replace(cfg, api_key_env=args.api_key_env)
+    http = dataclasses.replace(http, **{k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None})
+    api_key = sc.read_api_key(cfg)  # fails before Ray starts when the variable is missing
+
+    import ray
+    from ray import serve
+
+    from seriesforge.runtime import init_ray
+    from seriesforge.serving.app import build_catalog, deploy
+
+    catalog = build_catalog(cfg.models)  # bad checkpoints fail here, named, before Ray starts
+    on_cluster = bool(os.environ.get("RAY_ADDRESS"))
+    print(init_ray(None), flush=True)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        url = deploy(cfg, http, api_key=api_key, catalog=catalog)
+        print(f"serving {len(catalog)} model(s) at {url}  (OpenAPI: {url}/docs; "
+              f"API key {'required' if api_key else 'not required'})")
+        for name, card in catalog.items():
+            print(f"  {name:<24} {card['family']:<10} conditions={card['conditions']:<8} {card['checkpoint']}")
+        print("Ctrl-C or SIGTERM stops the server", flush=True)
+        while not stop.wait(0.5):  # a timed wait, so the signal handlers run promptly in this thread
+            pass
+        print("stopping ...", flush=True)
+    finally:
+        # On a shared cluster only our application goes; an embedded Ray goes with everything in it.
+        if on_cluster:
+            serve.delete(sc.APP_NAME)
+        else:
+            serve.shutdown()
+            ray.shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print("stopped", flush=True)
     return 0
 
 

@@ -22,3 +22,11 @@ class CheckpointError(SeriesforgeError, ValueError):
 
 class RequestError(SeriesforgeError, ValueError):
     """A generation request is invalid (length, n, caption, ...); the message names the parameter."""
+
+
+class EndpointError(SeriesforgeError):
+    """A Serve endpoint refused or failed a request, or could not be reached; `status` is the HTTP status (0: none)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status

@@ -39,9 +39,7 @@ class Generator:
         return self.model.max_length(self.cfg.model)
 
     def describe(self) -> dict:
-        return {"family": self.family, "checkpoint": str(self.info.path), "stage": self.info.meta["stage"],
-                "step": self.info.meta["step"], "conditions": self.conditions, "max_length": self.max_length,
-                "trained_lengths": list(self.cfg.data.lengths), "scaling": self.cfg.data.scaling}
+        return _description(self.info, self.cfg, type(self.model))
 
     def sample(self, *, n: int, length: int, captions: Sequence[str] | None = None, steps: int | None = None,
                seed: int = 0, guidance: float | None = None, progress=None) -> np.ndarray:
@@ -72,15 +70,32 @@ class Generator:
                     raise RequestError(f"captions[{i}]: empty caption")
 
 
-def load(path: str | Path, device: str = "cpu") -> Generator:
-    """A checkpoint directory, or a run directory (its latest complete checkpoint) -> `Generator`."""
+def load(path: str | Path, device: str = "cpu", *, cache: bool = True) -> Generator:
+    """A checkpoint directory, or a run directory (its latest complete checkpoint) -> `Generator`.
+
+    `cache=False` builds a fresh model every call: Serve's multiplexing keeps its own LRU of loaded models, and a
+    second cache here would keep evicted models alive.
+    """
     info = resolve(path)
-    return _load_cached(str(info.path), device)
+    return (_load_cached if cache else _load)(str(info.path), device)
 
 
-@lru_cache(maxsize=8)
-def _load_cached(path: str, device: str) -> Generator:
+def describe(path: str | Path) -> dict:
+    """What `load(path).describe()` returns, read from config.json and meta.json only (no weights are loaded):
+    the Serve ingress validates requests with it without holding any model."""
     info = resolve(path)
+    cfg, family = _checked_config(info)
+    return _description(info, cfg, family)
+
+
+def _description(info: CheckpointInfo, cfg: RunConfig, family: Any) -> dict:
+    return {"family": cfg.family, "checkpoint": str(info.path), "stage": info.meta["stage"],
+            "step": info.meta["step"], "conditions": family.conditions, "max_length": family.max_length(cfg.model),
+            "trained_lengths": list(cfg.data.lengths), "scaling": cfg.data.scaling}
+
+
+def _checked_config(info: CheckpointInfo) -> tuple[RunConfig, Any]:
+    """The checkpoint's resolved config and family class; refuses checkpoints of a stage that cannot generate."""
     try:
         cfg = registry.resolve_config({k: v for k, v in info.config.items() if k != "schema_version"})
     except ConfigError as err:
@@ -90,6 +105,13 @@ def _load_cached(path: str, device: str) -> Generator:
     if info.meta["stage"] != last:
         raise CheckpointError(f"checkpoint {info.path}: saved during stage {info.meta['stage']!r}; {cfg.family} "
                               f"generates once its last stage {last!r} has trained (pass a later checkpoint)")
+    return cfg, family
+
+
+def _load(path: str, device: str) -> Generator:
+    info = resolve(path)
+    cfg, family = _checked_config(info)
+    last = family.stages[-1]
     model = family(cfg.model)
     weights = load_weights(info)
     expected = set(model.state_dict())
@@ -104,3 +126,6 @@ def _load_cached(path: str, device: str) -> Generator:
     model.set_stage(last)
     model.eval().to(device)
     return Generator(info=info, cfg=cfg, model=model)
+
+
+_load_cached = lru_cache(maxsize=8)(_load)  # the CLI and evaluation load the same checkpoint repeatedly

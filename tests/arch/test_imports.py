@@ -65,7 +65,12 @@ RULES: tuple[Rule, ...] = (
     Rule("no family special cases: trainer, launch, CLI and serve reach families through the registry",
          scope=EVERYTHING, exempt=("seriesforge.families",), forbid=(ANY_FAMILY,)),  # registry holds strings
     Rule("serving loads checkpoints; it never pulls in the training stack",
-         scope=("serve",), forbid=("seriesforge.train", "seriesforge.tune", "deepspeed")),
+         scope=("serve", "seriesforge.serving", "seriesforge.client"),
+         forbid=("seriesforge.train", "seriesforge.tune", "seriesforge.data", "deepspeed")),
+    Rule("the HTTP client and the API's schemas, checks and batch grouping need neither Ray nor torch",
+         scope=("seriesforge.client", "seriesforge.serving.api", "seriesforge.serving.config",
+                "seriesforge.serving.sampling"),
+         forbid=("ray", "torch", "seriesforge.generate", "seriesforge.registry", "seriesforge.serving.app")),
 )
 
 

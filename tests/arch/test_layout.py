@@ -30,8 +30,9 @@ CLI_FLAGS: dict[tuple[str, ...], list[str]] = {
     ("data", "ucr"): ["--help", "-h"],
     ("data", "ucr", "inspect"): ["--help", "-h"],
     ("data", "ucr", "prepare"): ["--datasets", "--help", "--on-bad-row", "--out", "--resplit", "--seed", "-h"],
-    ("generate",): ["--caption", "--checkpoint", "--guidance", "--help", "--length", "--n", "--out",
-                    "--samples-per-caption", "--seed", "--steps", "-h"],
+    ("generate",): ["--api-key-env", "--caption", "--checkpoint", "--endpoint", "--guidance", "--help", "--length",
+                    "--model", "--n", "--out", "--samples-per-caption", "--seed", "--steps", "-h"],
+    ("serve",): ["--api-key-env", "--checkpoint", "--config", "--help", "--host", "--port", "-h"],
     ("train",): ["--address", "--config", "--data", "--help", "--out", "--preset", "--resume", "--set",
                  "--strategy", "--workers", "-h"],
 }

@@ -139,8 +139,11 @@ class T2SFamily(nn.Module):
         text = self._embed(condition, n, device)  # (n, E) or None
         steps = steps or self.cfg.sample_steps
         scale = self.cfg.guidance if guidance is None else guidance
+        # Drawn on the generator's device (generate.py seeds a CPU one), then moved: on a GPU replica a CPU
+        # generator cannot draw CUDA tensors, and a seed gives the same noise on either device.
+        draw_device = generator.device if generator is not None else device
         noise = torch.randn((n, self.cfg.latent_channels, self.cfg.latent_positions), generator=generator,
-                            device=device)  # (n, C, P)
+                            device=draw_device).to(device)  # (n, C, P)
         velocity = self._velocity(text, scale, n, device)
         z = self._from_flow_space(self.flow.sample(velocity, noise, steps=steps, method=self.cfg.sampler,
                                                    progress=progress))
