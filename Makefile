@@ -33,7 +33,8 @@ test-fast: env
 bench: env
 	$(PY) benchmarks/train_overhead.py
 	$(PY) benchmarks/ingest.py
-	$(PY) benchmarks/embed.py
+	$(PY) benchmarks/embed.py --limit 20000
+	$(PY) benchmarks/serve_load.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache
