@@ -39,6 +39,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=400, help="requests per level and mode (default 400)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed requests after each deploy (default 10)")
     parser.add_argument("--length", type=int, default=48, help="series length of every request (default 48)")
+    parser.add_argument("--steps", type=int, help="sampler steps per request (default: the checkpoint's); --steps 1 "
+                                                  "makes sampling nearly free, which shows the HTTP path's own ceiling")
     parser.add_argument("--max-batch-size", type=int, default=32, help="batching.max_batch_size (default 32)")
     parser.add_argument("--batch-wait", type=float, default=0.01, help="batching.batch_wait_timeout_s (default 0.01)")
     parser.add_argument("--replicas", type=int, default=1, help="generator replicas, fixed (default 1)")
@@ -65,7 +67,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-async def closed_loop(url: str, clients: int, total: int, length: int) -> dict:
+async def closed_loop(url: str, clients: int, total: int, length: int, steps: int | None = None) -> dict:
     """`clients` workers, each one request in flight, until `total` answers; latencies in seconds."""
     import httpx
 
@@ -78,7 +80,7 @@ async def closed_loop(url: str, clients: int, total: int, length: int) -> dict:
         while issued < total:
             issued += 1
             body = {"model": "bench", "length": length, "captions": [CAPTIONS[(wid + issued) % len(CAPTIONS)]],
-                    "format": "npy"}
+                    "format": "npy", **({"steps": steps} if steps else {})}
             start = time.perf_counter()
             response = await client.post(f"{url}/v1/generate", json=body)
             latencies.append(time.perf_counter() - start)
@@ -110,8 +112,8 @@ def run_mode(name: str, batched: bool, ckpt: Path, args: argparse.Namespace, lev
                                     "max_ongoing_requests": max(64, 2 * args.max_batch_size, max(levels))}})
     url = deploy(cfg, sc.HttpConfig(port=port), name=name, route_prefix=f"/{name}")
     try:
-        asyncio.run(closed_loop(url, 1, args.warmup, args.length))
-        return [{"mode": name, **asyncio.run(closed_loop(url, c, max(args.requests, c), args.length))}
+        asyncio.run(closed_loop(url, 1, args.warmup, args.length, args.steps))
+        return [{"mode": name, **asyncio.run(closed_loop(url, c, max(args.requests, c), args.length, args.steps))}
                 for c in levels]
     finally:
         serve.delete(name)  # one mode at a time: the two never compete for the cores
@@ -146,7 +148,7 @@ def main() -> None:
     off, on = ({r["mode"]: r for r in rows if r["clients"] == top}[m] for m in ("unbatched", "batched"))
     print(json.dumps({
         "benchmark": "serve_load", "family": "t2s", "preset": None if args.checkpoint else args.preset,
-        "checkpoint": str(args.checkpoint) if args.checkpoint else "untrained", "length": args.length,
+        "checkpoint": str(args.checkpoint) if args.checkpoint else "untrained", "length": args.length, "steps": args.steps,
         "max_batch_size": args.max_batch_size, "batch_wait_timeout_s": args.batch_wait, "replicas": args.replicas,
         "replica_cpus": args.replica_cpus,
         "device": device_name(), "clients": top,
