@@ -144,7 +144,9 @@ def prepare_training_data(data: DataConfig, needs: DataNeeds, *, fallback_cache:
         raise DataError(f"data.lengths: no rows of length {missing} in {data.spec} (corpus lengths: {have})")
     embeddings = None
     if needs.text_encoder:
-        store = EmbeddingStore(cache / "embeddings", _encoder_key(needs.text_encoder))
+        from seriesforge.nn.text_encoder import load_encoder  # the driver loads it once, for its cache key
+
+        store = EmbeddingStore(cache / "embeddings", load_encoder(needs.text_encoder).key)
         embeddings = fill_store(table_captions(table), store, needs.text_encoder, data.num_embed_actors,
                                 progress=progress)
         key += f"-{store.encoder_key}"
@@ -152,14 +154,6 @@ def prepare_training_data(data: DataConfig, needs: DataNeeds, *, fallback_cache:
     unused = {n: c for n, c in rows.items() if n not in data.lengths}
     return TrainingData(datasets=datasets, rows_per_length=rows, table=table, fingerprint=key, unused_lengths=unused,
                         skipped_rows=_read_jsonl(table / SKIPPED_FILE), embeddings=embeddings)
-
-
-def _encoder_key(encoder: str | None) -> str:
-    if not encoder:
-        return "noembed"
-    from seriesforge.nn.text_encoder import load_encoder
-
-    return load_encoder(encoder).key.replace("/", "_")
 
 
 def _cache_dir(corpus: Path, fallback: Path) -> Path:
@@ -286,7 +280,7 @@ class _Bucket:
                                            local_shuffle_seed=self.seed + self.epoch):
             batch = columns_as_numpy(raw, self.keys)
             if self.embeddings is not None:
-                batch["caption_embedding"] = self.embeddings.embed(_strings(raw["caption"]))  # (B, E)
+                batch["caption_embedding"] = self.embeddings.embed(raw["caption"].to_pylist())  # (B, E)
             self._keep(batch)
             yield batch
 
@@ -327,6 +321,3 @@ def _column_as_numpy(column: Any, name: str) -> np.ndarray:
         column = np.stack(list(column))
     return np.ascontiguousarray(column, dtype=np.float32)
 
-
-def _strings(column: Any) -> list[str]:
-    return column.to_pylist() if isinstance(column, (pa.Array, pa.ChunkedArray)) else [str(c) for c in column]

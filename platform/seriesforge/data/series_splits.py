@@ -175,7 +175,7 @@ def write_prepared(splits: SeriesSplits, out_dir: Path) -> Path:
         if splits.test is not None:
             splits.test.write_parquet(str(tmp / "test"))
         if splits.label_map:
-            _write_label_map(splits, tmp / LABEL_MAP_FILE)
+            ucr.save_label_map(splits, tmp / LABEL_MAP_FILE)
         _write_meta(splits, tmp / META_FILE)
         try:
             os.replace(tmp, target)
@@ -184,11 +184,6 @@ def write_prepared(splits: SeriesSplits, out_dir: Path) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
-
-
-def _write_label_map(splits: SeriesSplits, path: Path) -> None:
-    payload = {"dataset": splits.name, "label_map": {str(k): v for k, v in sorted(splits.label_map.items())}}
-    path.write_text(json.dumps(payload, indent=2) + "\n")  # the format ucr.save_label_map / load_label_map use
 
 
 def _write_meta(splits: SeriesSplits, path: Path) -> None:

@@ -343,7 +343,10 @@ def zero_fill(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def save_label_map(ds: UCRDataset, path: Path) -> None:
-    """Write {"dataset", "label_map": {original: encoded}} as JSON, atomically."""
+    """Write {"dataset", "label_map": {original: encoded}} as JSON, atomically.
+
+    `ds` needs only `.name` and `.label_map`: a `UCRDataset`, or the `SeriesSplits` built from one.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"dataset": ds.name, "label_map": {str(k): v for k, v in sorted(ds.label_map.items())}}
