@@ -111,8 +111,14 @@ class _Reporter:
         self.fingerprint = fingerprint
         self.started = time.time()
 
+    def _tags(self, step: int) -> dict:
+        """Stage tags, and `global_step`: steps over all stages so far. `step` restarts at each stage; Tune's ASHA
+        needs a time attribute that only grows."""
+        before = sum(self.cfg.stages[s].steps for s in registry.get(self.cfg.family).stages[: self.plan.stage_index])
+        return {"stage": self.plan.stage, "stage_index": self.plan.stage_index, "global_step": float(before + step)}
+
     def log(self, step: int, metrics: dict[str, float]) -> None:
-        ray.train.report({**metrics, "stage": self.plan.stage, "stage_index": self.plan.stage_index})
+        ray.train.report({**metrics, **self._tags(step)})
         if self.strategy.is_main:
             self._progress_line(step, metrics)
             with open(self.run_dir / "metrics.jsonl", "a") as fh:
@@ -139,7 +145,7 @@ class _Reporter:
                 write_checkpoint(target, config=to_dict(self.cfg), meta=self._meta(step, metrics), state_dict=weights)
             self.strategy.save_train_state(add_train_state_dir(target))  # creates target on the other ranks too
             name = f"stage{self.plan.stage_index}_{self.plan.stage}_step{step:07d}"
-            ray.train.report({**metrics, "stage": self.plan.stage, "stage_index": self.plan.stage_index},
+            ray.train.report({**metrics, **self._tags(step)},
                              checkpoint=ray.train.Checkpoint.from_directory(str(target)),
                              checkpoint_dir_name=name)
             if self.strategy.is_main:
