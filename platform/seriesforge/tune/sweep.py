@@ -3,7 +3,7 @@
 Ray Train V2 pattern (the installed Ray's): a Tune *function* trainable per trial builds the run's TorchTrainer with
 `launch.build_trainer` (the very function `seriesforge train` uses: same strategy layer, same storage layout) and
 passes `TuneReportCallback`, so every `ray.train.report` of rank 0 reaches Tune (ASHA reads `global_step` and the
-metric). The trainer's workers get their own placement group, so the trial function itself holds no CPU;
+metric). The trainer's workers get their own placement group, so the trial function holds a token CPU share;
 concurrency is capped to what the cluster can hold (workers x cpus_per_worker per trial, plus one CPU per trial
 for Ray Data), so Tune never starts more trainers than fit.
 
@@ -113,8 +113,9 @@ def _fit(out: Path, state: dict, *, address: str | None, callbacks: list | None,
     if concurrent < settings.max_concurrent:
         print(f"--max-concurrent {settings.max_concurrent}: the cluster holds {fits} trial(s) of {per_trial:g} "
               f"CPUs each (+1 for data); running {concurrent} at a time", flush=True)
+    # a token CPU share: Tune refuses an empty resource request, and the trial function only waits on its trainer
     trainable = tune.with_resources(tune.with_parameters(_trial, base=state["base"], sweep_dir=str(out)),
-                                    {"CPU": 0})
+                                    {"CPU": 0.01})
     max_t = total_steps(base)
     if settings.scheduler == "asha":
         scheduler = ASHAScheduler(time_attr="global_step", max_t=max_t, reduction_factor=2,
