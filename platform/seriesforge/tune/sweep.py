@@ -131,12 +131,12 @@ def _fit(out: Path, state: dict, *, address: str | None, callbacks: list | None,
             trainable, param_space={k: p.to_tune() for k, p in space.items()}, run_config=run_config,
             tune_config=tune.TuneConfig(metric=settings.metric, mode=settings.mode, num_samples=settings.trials,
                                         max_concurrent_trials=concurrent, scheduler=scheduler,
-                                        search_alg=_searcher(settings)))
+                                        search_alg=_searcher(settings, concurrent)))
     grid = tuner.fit()
     return _report(out, grid, space, settings, max_t)
 
 
-def _searcher(settings: SweepSettings):
+def _searcher(settings: SweepSettings, concurrent: int):
     points = settings.points or None
     if settings.search == "optuna":
         from optuna.samplers import TPESampler
@@ -145,7 +145,9 @@ def _searcher(settings: SweepSettings):
         return OptunaSearch(sampler=TPESampler(seed=settings.seed), points_to_evaluate=points)
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    return BasicVariantGenerator(points_to_evaluate=points, random_state=settings.seed)
+    # Tune ignores TuneConfig.max_concurrent_trials for this generator (it warns and starts every trial at once),
+    # so the generator carries the cap itself
+    return BasicVariantGenerator(points_to_evaluate=points, random_state=settings.seed, max_concurrent=concurrent)
 
 
 def _warm_data_cache(base: C.RunConfig, out: Path) -> None:
