@@ -11,6 +11,7 @@ import pytest
 from ray import tune
 
 from seriesforge import registry
+from seriesforge.errors import ConfigError
 from seriesforge.generate import load
 from seriesforge.tune import sweep
 from seriesforge.tune.space import load_space
@@ -25,18 +26,20 @@ def _base(corpus):
     # one worker per trial, a few steps per stage: a trial is one small real training run
     return registry.build_run_config("t2s", preset="debug", data_spec=f"captions:{corpus}", sets=[
         "strategy.kind=single", "scaling.num_workers=1", "stages.autoencoder.steps=8", "stages.denoiser.steps=4",
-        "loop.log_every=2", "loop.checkpoint_every=8", "data.lengths=[24]"])
+        "loop.log_every=2", "loop.checkpoint_every=8", "data.lengths=[24]", "data.val_fraction=0.2",
+        "data.val_rows=32"])
 
 
 def _space(base):
     return load_space("t2s", base, {k: None for k in registry.search_space("t2s")} | {KEY: {"choice": [GOOD, BAD]}})
 
 
-def test_four_trial_sweep_asha_stops_the_bad_trial_and_exports_the_best(ray_local, tiny_corpus, tmp_path):
+def test_four_trial_optuna_sweep_asha_stops_the_bad_trial_and_exports_the_best(ray_local, tiny_corpus, tmp_path):
     base = _base(tiny_corpus)
-    # points fix the order: two good trials reach the rungs first, so the bad one meets a recorded cutoff
-    settings = sweep.SweepSettings(trials=4, max_concurrent=2, metric="loss", mode="min", grace_period=2,
-                                   points=[{KEY: GOOD}, {KEY: GOOD}, {KEY: BAD}, {KEY: GOOD}])
+    # points fix the order: two good trials reach the rungs first, so the bad one meets a recorded cutoff.
+    # ASHA compares the held-out loss (val_loss), not the training loss.
+    settings = sweep.SweepSettings(trials=4, max_concurrent=2, metric="val_loss", mode="min", grace_period=2,
+                                   search="optuna", points=[{KEY: GOOD}, {KEY: GOOD}, {KEY: BAD}, {KEY: GOOD}])
     result = sweep.start(base, _space(base), settings, tmp_path / "sweep")
     table = result.table
     assert result.complete and len(table) == 4 and not table["error"].any(), table
@@ -63,7 +66,7 @@ class _InterruptAfterFirstTrial(tune.Callback):
 
 def test_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_local, tiny_corpus, tmp_path):
     base = _base(tiny_corpus)
-    settings = sweep.SweepSettings(trials=2, max_concurrent=1, metric="loss", mode="min", scheduler="fifo")
+    settings = sweep.SweepSettings(trials=2, max_concurrent=1, metric="val_loss", mode="min", scheduler="fifo")
     out = tmp_path / "sweep"
     first = sweep.start(base, _space(base), settings, out, callbacks=[_InterruptAfterFirstTrial()])
     assert not first.complete
@@ -76,3 +79,11 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_local, 
     for name, metrics in finished.items():  # not trained again: its metrics log is untouched
         assert (out / "trials" / name / "metrics.jsonl").read_text() == metrics
     assert (out / "best" / "config.yaml").exists()
+
+
+def test_validation_metric_without_held_out_rows_is_refused_before_ray(tiny_corpus, tmp_path):
+    base = registry.build_run_config("t2s", preset="debug", data_spec=f"captions:{tiny_corpus}")
+    settings = sweep.SweepSettings(trials=1, max_concurrent=1, metric="val_loss")
+    with pytest.raises(ConfigError, match="data.val_fraction"):
+        sweep.start(base, _space(base), settings, tmp_path / "sweep")
+    assert not (tmp_path / "sweep").exists()

@@ -28,8 +28,8 @@ from seriesforge import registry
 from seriesforge.checkpoint import add_train_state_dir, load_weights, read_checkpoint, write_checkpoint
 from seriesforge.config import RunConfig, to_dict
 from seriesforge.data.embedding_store import EmbeddingLookup
-from seriesforge.data.pipeline import dataset_key, interleaved_batches
-from seriesforge.train.loop import StagePlan, fit_stage
+from seriesforge.data.pipeline import dataset_key, holdout_batches, interleaved_batches, validation_key
+from seriesforge.train.loop import StagePlan, fit_stage, held_out_loss
 from seriesforge.train.strategy import Strategy, build_strategy
 
 
@@ -97,10 +97,23 @@ def _train_stage(cfg: RunConfig, family, strategy: Strategy, config: dict, index
                                   batch_size=stage_cfg.batch_size, keys=("series",), seed=cfg.loop.seed + index,
                                   cache_mb=cfg.data.worker_cache_mb, embeddings=embeddings)
     reporter = _Reporter(cfg, strategy, plan, Path(config["run_dir"]), config["data_fingerprint"])
-    fit_stage(wrapped, strategy, batches, plan, on_log=reporter.log, on_checkpoint=reporter.checkpoint)
+    validate = _validation(cfg, wrapped, strategy, stage_cfg.batch_size, embeddings)
+    fit_stage(wrapped, strategy, batches, plan, on_log=reporter.log, on_checkpoint=reporter.checkpoint,
+              validate=validate)
     if plan.total_steps == 0:
         reporter.checkpoint(0, {})  # a stage configured with 0 steps still leaves a checkpoint to generate from
     return strategy.export_state_dict()
+
+
+def _validation(cfg: RunConfig, wrapped, strategy: Strategy, batch_size: int,
+                embeddings: EmbeddingLookup | None):
+    """`val_loss` over this worker's held-out rows of every length (None when data.val_fraction is 0)."""
+    if not cfg.data.val_fraction:
+        return None
+    held = [b for n in cfg.data.lengths
+            for b in holdout_batches(ray.train.get_dataset_shard(validation_key(n)), length=n, batch_size=batch_size,
+                                     keys=("series",), max_rows=cfg.data.val_rows, embeddings=embeddings)]
+    return lambda: {"val_loss": held_out_loss(wrapped, strategy, held, seed=cfg.loop.seed + 7919)}
 
 
 class _Reporter:

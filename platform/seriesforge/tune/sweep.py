@@ -77,6 +77,9 @@ def start(base: C.RunConfig, space: dict[str, Param], settings: SweepSettings, o
     if (out / "sweep.json").exists():
         raise ConfigError(f"--out {out}: already holds a sweep; finish it with --resume {out}")
     launch.check_data(base)  # before Ray
+    if settings.metric.startswith("val_") and not base.data.val_fraction:
+        raise ConfigError(f"--metric {settings.metric}: the base config holds out no rows; set data.val_fraction "
+                          f"(e.g. 0.05) in --config, or tune on the training loss with --metric loss")
     out.mkdir(parents=True, exist_ok=True)
     state = {"base": C.to_dict(base), "space": {k: {p.kind: list(p.args)} for k, p in space.items()},
              "settings": asdict(settings)}
