@@ -7,7 +7,7 @@ import pytest
 from seriesforge.cli import build_parser, main
 
 HELP_PATHS = [[], ["data"], ["data", "captions"], ["data", "captions", "make"], ["data", "captions", "inspect"],
-              ["data", "ucr", "prepare"], ["train"], ["generate"], ["serve"]]
+              ["data", "ucr", "prepare"], ["train"], ["tune"], ["generate"], ["serve"]]
 
 
 @pytest.mark.parametrize("path", HELP_PATHS)
@@ -142,3 +142,18 @@ def test_ucr_inspect_and_spec(tmp_path, capsys):
         check_readable(f"ucr:{tmp_path}")
     code, err = run(["data", "ucr", "inspect", str(tmp_path / "nope")], capsys)
     assert code == 2 and "not a directory" in err[0]
+
+
+@pytest.mark.parametrize("space, message", [
+    ("model.nosuch: {choice: [1, 2]}", "space.model.nosuch: unknown config key 'model.nosuch'"),
+    ("model.depth: {randint: [5, 2]}", "space.model.depth: empty range"),
+    ("model.depth: {uniform: [1.5, 2.5]}", "space.model.depth: uniform value 1.5 is not valid here"),
+])
+def test_tune_rejects_an_invalid_space_before_any_trial(space, message, tmp_path, tiny_corpus, capsys):
+    f = tmp_path / "space.yaml"
+    f.write_text(space + "\n")
+    code, err = run(["tune", "t2s", "--data", f"captions:{tiny_corpus}", "--out", str(tmp_path / "sweep"),
+                     "--space", str(f), "--trials", "2", "--max-concurrent", "1", "--metric", "loss",
+                     "--mode", "min"], capsys)
+    assert code == 2 and len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "sweep").exists()

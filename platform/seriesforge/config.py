@@ -229,6 +229,10 @@ class DataConfig:
     num_embed_actors: int = 1  # actor pool size of the caption-embedding pass
     worker_cache_mb: float = 256.0  # a worker keeps its shard in memory after one epoch if it fits (0: stream)
     on_bad_row: Literal["error", "skip"] = "error"  # skip: leave bad rows out, count and list them, never silent
+    # Held-out rows for a validation loss (`val_loss`, what Tune's ASHA should compare): a row is held out when
+    # crc32(id) falls in the first val_fraction of HOLDOUT_BUCKETS, so the split is stable across runs and workers.
+    val_fraction: float = 0.0
+    val_rows: int = 512  # held-out rows per length and worker scored at each validation (every log_every steps)
 
     def __post_init__(self) -> None:
         require(bool(self.spec.strip()), "spec", "must name data, e.g. captions:DIR")
@@ -237,6 +241,8 @@ class DataConfig:
         require(len(set(self.lengths)) == len(self.lengths), "lengths", f"duplicate lengths in {self.lengths}")
         require(self.num_embed_actors >= 1, "num_embed_actors", "must be >= 1")
         require(self.worker_cache_mb >= 0, "worker_cache_mb", "must be >= 0")
+        require(0.0 <= self.val_fraction < 1.0, "val_fraction", f"must be in [0, 1), got {self.val_fraction}")
+        require(self.val_rows >= 1, "val_rows", "must be >= 1")
 
 
 @dataclass(kw_only=True)

@@ -59,6 +59,10 @@ class Family(Protocol):
     def data_needs(cls, cfg: Any) -> DataNeeds: ...
 
     @classmethod
+    def search_space(cls) -> dict[str, dict]:
+        """The default `seriesforge tune` space: dotted config key -> {distribution: args}."""
+
+    @classmethod
     def max_length(cls, cfg: Any) -> int: ...
 
     @classmethod

@@ -43,6 +43,11 @@ def preset_config(family: str, preset: str, data_spec: str) -> C.RunConfig:
     return presets[preset].build(data_spec)
 
 
+def search_space(family: str) -> dict[str, dict]:
+    """The family's default tuning space (dotted config key -> {distribution: args})."""
+    return get(family).search_space()
+
+
 def resolve_config(data: dict) -> C.RunConfig:
     """A plain dict (from JSON/YAML) -> validated `RunConfig` with the family's model config type."""
     if not isinstance(data, dict) or "family" not in data:

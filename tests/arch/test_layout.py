@@ -33,6 +33,8 @@ CLI_FLAGS: dict[tuple[str, ...], list[str]] = {
     ("generate",): ["--api-key-env", "--caption", "--checkpoint", "--endpoint", "--guidance", "--help", "--length",
                     "--model", "--n", "--out", "--samples-per-caption", "--seed", "--steps", "-h"],
     ("serve",): ["--api-key-env", "--checkpoint", "--config", "--help", "--host", "--port", "-h"],
+    ("tune",): ["--address", "--config", "--data", "--help", "--max-concurrent", "--metric", "--mode", "--out",
+                "--preset", "--resume", "--scheduler", "--search", "--space", "--trials", "-h"],
     ("train",): ["--address", "--config", "--data", "--help", "--out", "--preset", "--resume", "--set",
                  "--strategy", "--workers", "-h"],
 }

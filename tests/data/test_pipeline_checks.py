@@ -75,3 +75,21 @@ def test_duplicate_ids_are_an_error_in_either_mode(ray_local, tmp_path):
             prepare(corpus, tmp_path, on_bad_row=mode)
     cache = corpus / "_seriesforge_cache"
     assert leftovers(cache) == [] and [p.name for p in cache.iterdir()] == []
+
+
+def test_validation_rows_are_held_out_stably_and_disjointly(ray_local, tmp_path):
+    corpus = write_jsonl(tmp_path / "corpus", good_rows(400))
+    data = prepare(corpus, tmp_path, val_fraction=0.25)
+    train_ids = {r["id"] for r in data.datasets["len_24"].take_all()}
+    val_ids = {r["id"] for r in data.datasets["val_24"].take_all()}
+    assert not train_ids & val_ids and len(train_ids | val_ids) == 400
+    assert 60 < len(val_ids) < 140  # crc32 buckets: about a quarter
+    again = prepare(corpus, tmp_path, val_fraction=0.25)  # same split from the cached table
+    assert {r["id"] for r in again.datasets["val_24"].take_all()} == val_ids
+    assert "holdout" in data.fingerprint and "holdout" not in prepare(corpus, tmp_path).fingerprint
+
+
+def test_a_split_that_leaves_one_side_empty_is_a_clear_error(ray_local, tmp_path):
+    corpus = write_jsonl(tmp_path / "corpus", good_rows(3))
+    with pytest.raises(DataError, match="val_fraction=0.0001"):
+        prepare(corpus, tmp_path, val_fraction=0.0001)

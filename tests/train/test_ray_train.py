@@ -25,12 +25,14 @@ def _metrics(run_dir, stage):
 
 
 def test_deepspeed_zero2_two_workers_trains_and_generates(ray_local, tiny_corpus, tmp_path):
-    cfg = _cfg(tiny_corpus, "strategy.kind=deepspeed", "strategy.zero_stage=2", "scaling.num_workers=2")
+    cfg = _cfg(tiny_corpus, "strategy.kind=deepspeed", "strategy.zero_stage=2", "scaling.num_workers=2",
+               "data.val_fraction=0.2", "data.val_rows=64")
     result = launch.run(cfg, tmp_path / "run")
     meta = result.checkpoint.meta
     assert (meta["stage"], meta["step"], meta["world_size"], meta["zero_stage"]) == ("denoiser", 20, 2, 2)
     ae = _metrics(tmp_path / "run", "autoencoder")
     assert ae[-1]["recon_mse"] < ae[0]["recon_mse"], "autoencoder loss did not fall"
+    assert ae[-1]["val_loss"] < ae[0]["val_loss"], "held-out loss did not fall"  # scored on rows never trained on
     gen = load(tmp_path / "run")
     out = gen.sample(n=2, length=36, captions=["rises steadily", "a spike near the end"], seed=0)
     assert out.shape == (2, 1, 36) and np.isfinite(out).all()
@@ -38,12 +40,15 @@ def test_deepspeed_zero2_two_workers_trains_and_generates(ray_local, tiny_corpus
 
 def test_resume_continues_step_and_optimizer_state_under_zero3(ray_local, tiny_corpus, tmp_path):
     run = tmp_path / "run"
-    first = _cfg(tiny_corpus, "strategy.zero_stage=3", "stages.denoiser.steps=10")
+    # with held-out rows: every rank's validation forward must stay in step with ZeRO-3's parameter gathers
+    held_out = ("data.val_fraction=0.2", "data.val_rows=32")
+    first = _cfg(tiny_corpus, "strategy.zero_stage=3", "stages.denoiser.steps=10", *held_out)
     launch.run(first, run)
     assert _metrics(run, "denoiser")[-1]["optimizer_steps"] == 10
+    assert all(np.isfinite(m["val_loss"]) for m in _metrics(run, "denoiser"))
     with pytest.raises(Exception, match="already holds a run"):
         launch.run(first, run)
-    extended = _cfg(tiny_corpus, "strategy.zero_stage=3", "stages.denoiser.steps=20")
+    extended = _cfg(tiny_corpus, "strategy.zero_stage=3", "stages.denoiser.steps=20", *held_out)
     result = launch.run(extended, run, resume=True)
     denoiser = _metrics(run, "denoiser")
     steps = [m["step"] for m in denoiser]

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -30,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray
 import ray.data
+from ray.data.expressions import col
 import torch
 
 from seriesforge.config import DataConfig
@@ -41,17 +43,18 @@ from seriesforge.errors import DataError
 from seriesforge.protocols import DataNeeds
 
 SKIPPED_FILE = "skipped_rows.jsonl"
-TABLE_FORMAT = "t2"  # bump when the table's columns change: older cached tables are then rebuilt, not misread
+TABLE_FORMAT = "t3"  # bump when the table's columns change: older cached tables are then rebuilt, not misread
 # Rows per table write, spread over its length partitions: few, large files, because every file is a read task
 # (~1 000-row files made 600 tasks per epoch for the 600k corpus and capped streaming at ~20k rows/s).
 ROWS_PER_WRITE = 100_000
+HOLDOUT_BUCKETS = 10_000  # a row's `holdout` column is crc32(id) % HOLDOUT_BUCKETS; data.val_fraction cuts it
 
 
 @dataclass
 class TrainingData:
     """What the driver hands to the trainer, plus a summary for logs and checkpoint metadata."""
 
-    datasets: dict[str, ray.data.Dataset]  # "len_24" -> Dataset
+    datasets: dict[str, ray.data.Dataset]  # "len_24" -> Dataset; "val_24" -> held-out rows when val_fraction > 0
     rows_per_length: dict[int, int]  # every length in the corpus, used or not
     table: Path
     fingerprint: str
@@ -77,6 +80,15 @@ class TrainingData:
 
 def dataset_key(length: int) -> str:
     return f"len_{length}"
+
+
+def validation_key(length: int) -> str:
+    return f"val_{length}"
+
+
+def holdout_cut(val_fraction: float) -> int:
+    """Rows whose `holdout` bucket is below this are validation rows (0: none)."""
+    return int(round(val_fraction * HOLDOUT_BUCKETS))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -121,7 +133,9 @@ def validated_table(batch: dict[str, np.ndarray], **checks: Any) -> pa.Table:
     np.cumsum(lengths, out=offsets[1:])
     flat = np.concatenate(list(out.pop("series"))) if len(lengths) else np.zeros(0)  # (sum L,)
     series = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat.astype(np.float32, copy=False)))
-    columns = {"series": series, "length": pa.array(lengths.astype(np.int32))}
+    holdout = [zlib.crc32(str(i).encode()) % HOLDOUT_BUCKETS for i in out["id"]]  # stable across runs, unlike hash()
+    columns = {"series": series, "length": pa.array(lengths.astype(np.int32)),
+               "holdout": pa.array(holdout, pa.int16())}
     columns.update({name: pa.array(values.tolist(), pa.string()) for name, values in out.items()})
     return pa.table(columns)
 
@@ -150,10 +164,39 @@ def prepare_training_data(data: DataConfig, needs: DataNeeds, *, fallback_cache:
         embeddings = fill_store(table_captions(table), store, needs.text_encoder, data.num_embed_actors,
                                 progress=progress)
         key += f"-{store.encoder_key}"
-    datasets = {dataset_key(n): ray.data.read_parquet(str(table / f"length={n}")) for n in data.lengths}
+    datasets = _split_datasets(table, data, rows)
+    if holdout_cut(data.val_fraction):
+        key += f"-holdout{holdout_cut(data.val_fraction)}"  # the training rows differ from a run without one
     unused = {n: c for n, c in rows.items() if n not in data.lengths}
     return TrainingData(datasets=datasets, rows_per_length=rows, table=table, fingerprint=key, unused_lengths=unused,
                         skipped_rows=_read_jsonl(table / SKIPPED_FILE), embeddings=embeddings)
+
+
+def _split_datasets(table: Path, data: DataConfig, rows: dict[int, int]) -> dict[str, ray.data.Dataset]:
+    """One training Dataset per length and, when data.val_fraction > 0, one of its held-out rows."""
+    cut = holdout_cut(data.val_fraction)
+    if not cut:
+        return {dataset_key(n): ray.data.read_parquet(str(table / f"length={n}")) for n in data.lengths}
+    held = _holdout_rows(table, cut)
+    for n in data.lengths:
+        if not held.get(n) or held[n] == rows[n]:
+            raise DataError(f"data.val_fraction={data.val_fraction}: holds out {held.get(n, 0)} of {rows[n]} rows "
+                            f"at length {n}; both training and validation need rows (change val_fraction)")
+    datasets = {}
+    for n in data.lengths:
+        part = str(table / f"length={n}")
+        datasets[dataset_key(n)] = ray.data.read_parquet(part).filter(expr=col("holdout") >= cut)
+        datasets[validation_key(n)] = ray.data.read_parquet(part).filter(expr=col("holdout") < cut)
+    return datasets
+
+
+def _holdout_rows(table: Path, cut: int) -> dict[int, int]:
+    """Held-out rows per length (reads only the small int16 `holdout` column)."""
+    held = {}
+    for part in table.glob("length=*"):
+        column = pq.read_table(str(part), columns=["holdout"]).column("holdout")
+        held[int(part.name.split("=", 1)[1])] = int(pc.sum(pc.less(column, cut)).as_py() or 0)
+    return held
 
 
 def _cache_dir(corpus: Path, fallback: Path) -> Path:
@@ -240,6 +283,27 @@ def interleaved_batches(shards: dict[int, Any], *, lengths: list[int], rows: dic
     buckets = {n: _Bucket(shards[n], n, batch_size, keys, seed, budget, embeddings) for n in lengths}
     for n in length_schedule(lengths, rows, schedule, seed):
         yield {k: torch.from_numpy(v) for k, v in buckets[n].next_batch().items()}
+
+
+def holdout_batches(shard: Any, *, length: int, batch_size: int, keys: tuple[str, ...], max_rows: int,
+                    embeddings: EmbeddingLookup | None = None) -> list[dict[str, torch.Tensor]]:
+    """Up to `max_rows` of this worker's validation shard as fixed batches, read once per stage and reused at
+    every validation so that successive `val_loss` values differ only by the model."""
+    out, seen = [], 0
+    # the shard is read to its end even past max_rows: every rank of a streaming split finishes its epoch
+    for raw in shard.iter_batches(batch_size=batch_size, batch_format="pyarrow", drop_last=False):
+        raw = raw.slice(0, max(0, max_rows - seen))
+        if raw.num_rows == 0:
+            continue
+        batch = columns_as_numpy(raw, keys)
+        if embeddings is not None:
+            batch["caption_embedding"] = embeddings.embed(raw["caption"].to_pylist())  # (B, E)
+        out.append({k: torch.from_numpy(v) for k, v in batch.items()})
+        seen += raw.num_rows
+    if not out:
+        raise DataError(f"length {length}: this worker's validation shard is empty (data.val_fraction holds out "
+                        f"fewer rows than there are workers)")
+    return out
 
 
 class _Bucket:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from seriesforge import registry
 from seriesforge.checkpoint import CheckpointInfo, find_checkpoints
@@ -30,7 +31,7 @@ class TrainResult:
     data_summary: str
 
 
-def _check_data(cfg: RunConfig) -> None:
+def check_data(cfg: RunConfig) -> None:
     spec = check_readable(cfg.data.spec)
     kinds = registry.get(cfg.family).data_needs(cfg.model).kinds
     if spec.kind not in kinds:
@@ -40,17 +41,32 @@ def _check_data(cfg: RunConfig) -> None:
 
 def run(cfg: RunConfig, run_dir: Path, *, address: str | None = None, resume: bool = False) -> TrainResult:
     """Train every stage of `cfg.family`; returns the latest complete checkpoint."""
+    from seriesforge.runtime import init_ray
+
+    check_data(cfg)  # fail before a run directory or Ray exists
+    run_dir = run_dir.resolve()
+    prepare_run_dir(cfg, run_dir, resume)
+    print(init_ray(address, min_cpus=int(cfg.scaling.num_workers * cfg.scaling.cpus_per_worker) + 2), flush=True)
+    trainer, summary = build_trainer(cfg, run_dir)
+    trainer.fit()
+    return finished(run_dir, summary)
+
+
+def build_trainer(cfg: RunConfig, run_dir: Path, *, callbacks: list | None = None) -> tuple[Any, str]:
+    """The TorchTrainer of one run (data pipeline, scaling, storage, failure and checkpoint configs).
+
+    Shared by `run` (seriesforge train) and every Tune trial (seriesforge.tune.sweep), so a trial is exactly a
+    training run: same strategy layer, same storage layout under `run_dir`. Ray must already be initialised and
+    `run_dir` prepared. Re-creating it over a run directory that holds Ray Train storage resumes that run (Ray
+    Train V2 restores a run from the same name and storage path). Returns (trainer, data summary line).
+    """
     import ray.train
     from ray.train.torch import TorchTrainer
 
     from seriesforge.data.pipeline import prepare_training_data
-    from seriesforge.runtime import cluster_has_gpus, init_ray
+    from seriesforge.runtime import cluster_has_gpus
     from seriesforge.train.worker import train_loop_per_worker
 
-    _check_data(cfg)  # fail before a run directory or Ray exists
-    run_dir = run_dir.resolve()
-    _prepare_run_dir(cfg, run_dir, resume)
-    print(init_ray(address, min_cpus=int(cfg.scaling.num_workers * cfg.scaling.cpus_per_worker) + 2), flush=True)
     family = registry.get(cfg.family)
     data = prepare_training_data(cfg.data, family.data_needs(cfg.model), fallback_cache=run_dir / "data_cache")
     print(data.describe(), flush=True)
@@ -64,19 +80,24 @@ def run(cfg: RunConfig, run_dir: Path, *, address: str | None = None, resume: bo
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=use_gpu,
                                                resources_per_worker={"CPU": cfg.scaling.cpus_per_worker}),
         run_config=ray.train.RunConfig(
-            name=RUN_NAME, storage_path=str(run_dir / "ray"),
+            name=RUN_NAME, storage_path=str(run_dir / "ray"), callbacks=callbacks or None,
             failure_config=ray.train.FailureConfig(max_failures=cfg.scaling.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.scaling.num_to_keep)),
         datasets=data.datasets,
     )
-    trainer.fit()
+    return trainer, data.describe()
+
+
+def finished(run_dir: Path, data_summary: str = "") -> TrainResult:
+    """The result of a run whose trainer has returned: its latest complete checkpoint."""
     found = find_checkpoints(run_dir)
     if not found:
         raise DataError(f"{run_dir}: training finished without a checkpoint")
-    return TrainResult(run_dir=run_dir, checkpoint=found[-1], data_summary=data.describe())
+    return TrainResult(run_dir=run_dir, checkpoint=found[-1], data_summary=data_summary)
 
 
-def _prepare_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> None:
+def prepare_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> None:
+    """Write `run_dir/config.json` (a new run) or check it is there (resume)."""
     config_file = run_dir / "config.json"
     if resume:
         if not config_file.exists():

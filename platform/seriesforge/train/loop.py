@@ -1,7 +1,8 @@
 """The generic training loop of one stage. It knows no family, no Ray and no DeepSpeed.
 
     for step: batch -> wrapped(batch) = LossOutput -> strategy.backward -> strategy.step
-    every log_every steps: metrics averaged over the interval and over workers -> on_log
+    every log_every steps: metrics averaged over the interval and over workers (+ `validate()`, e.g. val_loss)
+                           -> on_log
     every checkpoint_every steps and at the end of the stage: on_checkpoint
 """
 
@@ -35,8 +36,13 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def fit_stage(wrapped: Any, strategy: Strategy, batches: Iterator[dict[str, torch.Tensor]], plan: StagePlan, *,
-              on_log: Callback, on_checkpoint: Callback) -> dict[str, float]:
-    """Run `plan.total_steps - plan.start_step` optimiser steps; returns the last logged metrics."""
+              on_log: Callback, on_checkpoint: Callback,
+              validate: Callable[[], dict[str, float]] | None = None) -> dict[str, float]:
+    """Run `plan.total_steps - plan.start_step` optimiser steps; returns the last logged metrics.
+
+    `validate` (every rank calls it at each log step, so collective forwards under ZeRO-3 stay in step) returns
+    held-out metrics; they are averaged over workers like the training metrics.
+    """
     sums: dict[str, float] = {}
     count = 0
     last: dict[str, float] = {}
@@ -54,6 +60,8 @@ def fit_stage(wrapped: Any, strategy: Strategy, batches: Iterator[dict[str, torc
         if done % plan.log_every == 0 or done == plan.total_steps:
             elapsed = time.perf_counter() - tic
             last = _interval_metrics(strategy, sums, count, elapsed, done, plan)
+            if validate is not None:
+                last.update(strategy.mean_metrics(validate()))
             on_log(done, last)
             sums, count, tic = {}, 0, time.perf_counter()
         if done % plan.checkpoint_every == 0 or done == plan.total_steps:
@@ -76,3 +84,22 @@ def _interval_metrics(strategy: Strategy, sums: dict[str, float], count: int, el
         "optimizer_steps": float(strategy.optimizer_steps()),
     })
     return metrics
+
+
+def held_out_loss(wrapped: Any, strategy: Strategy, batches: list[dict[str, torch.Tensor]], seed: int) -> float:
+    """Mean loss over fixed held-out batches, in eval mode and without gradients. The noise and diffusion times the
+    loss draws come from a fixed seed (the global RNG is forked, so training draws are unaffected): successive
+    values differ only by the model."""
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    total, rows = 0.0, 0
+    wrapped.eval()
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            for batch in batches:
+                n = len(next(iter(batch.values())))
+                total += float(wrapped(strategy.to_device(batch)).loss) * n
+                rows += n
+    finally:
+        wrapped.train()
+    return total / max(1, rows)

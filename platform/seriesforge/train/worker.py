@@ -28,8 +28,8 @@ from seriesforge import registry
 from seriesforge.checkpoint import add_train_state_dir, load_weights, read_checkpoint, write_checkpoint
 from seriesforge.config import RunConfig, to_dict
 from seriesforge.data.embedding_store import EmbeddingLookup
-from seriesforge.data.pipeline import dataset_key, interleaved_batches
-from seriesforge.train.loop import StagePlan, fit_stage
+from seriesforge.data.pipeline import dataset_key, holdout_batches, interleaved_batches, validation_key
+from seriesforge.train.loop import StagePlan, fit_stage, held_out_loss
 from seriesforge.train.strategy import Strategy, build_strategy
 
 
@@ -97,10 +97,23 @@ def _train_stage(cfg: RunConfig, family, strategy: Strategy, config: dict, index
                                   batch_size=stage_cfg.batch_size, keys=("series",), seed=cfg.loop.seed + index,
                                   cache_mb=cfg.data.worker_cache_mb, embeddings=embeddings)
     reporter = _Reporter(cfg, strategy, plan, Path(config["run_dir"]), config["data_fingerprint"])
-    fit_stage(wrapped, strategy, batches, plan, on_log=reporter.log, on_checkpoint=reporter.checkpoint)
+    validate = _validation(cfg, wrapped, strategy, stage_cfg.batch_size, embeddings)
+    fit_stage(wrapped, strategy, batches, plan, on_log=reporter.log, on_checkpoint=reporter.checkpoint,
+              validate=validate)
     if plan.total_steps == 0:
         reporter.checkpoint(0, {})  # a stage configured with 0 steps still leaves a checkpoint to generate from
     return strategy.export_state_dict()
+
+
+def _validation(cfg: RunConfig, wrapped, strategy: Strategy, batch_size: int,
+                embeddings: EmbeddingLookup | None):
+    """`val_loss` over this worker's held-out rows of every length (None when data.val_fraction is 0)."""
+    if not cfg.data.val_fraction:
+        return None
+    held = [b for n in cfg.data.lengths
+            for b in holdout_batches(ray.train.get_dataset_shard(validation_key(n)), length=n, batch_size=batch_size,
+                                     keys=("series",), max_rows=cfg.data.val_rows, embeddings=embeddings)]
+    return lambda: {"val_loss": held_out_loss(wrapped, strategy, held, seed=cfg.loop.seed + 7919)}
 
 
 class _Reporter:
@@ -111,8 +124,14 @@ class _Reporter:
         self.fingerprint = fingerprint
         self.started = time.time()
 
+    def _tags(self, step: int) -> dict:
+        """Stage tags, and `global_step`: steps over all stages so far. `step` restarts at each stage; Tune's ASHA
+        needs a time attribute that only grows."""
+        before = sum(self.cfg.stages[s].steps for s in registry.get(self.cfg.family).stages[: self.plan.stage_index])
+        return {"stage": self.plan.stage, "stage_index": self.plan.stage_index, "global_step": float(before + step)}
+
     def log(self, step: int, metrics: dict[str, float]) -> None:
-        ray.train.report({**metrics, "stage": self.plan.stage, "stage_index": self.plan.stage_index})
+        ray.train.report({**metrics, **self._tags(step)})
         if self.strategy.is_main:
             self._progress_line(step, metrics)
             with open(self.run_dir / "metrics.jsonl", "a") as fh:
@@ -139,7 +158,7 @@ class _Reporter:
                 write_checkpoint(target, config=to_dict(self.cfg), meta=self._meta(step, metrics), state_dict=weights)
             self.strategy.save_train_state(add_train_state_dir(target))  # creates target on the other ranks too
             name = f"stage{self.plan.stage_index}_{self.plan.stage}_step{step:07d}"
-            ray.train.report({**metrics, "stage": self.plan.stage, "stage_index": self.plan.stage_index},
+            ray.train.report({**metrics, **self._tags(step)},
                              checkpoint=ray.train.Checkpoint.from_directory(str(target)),
                              checkpoint_dir_name=name)
             if self.strategy.is_main:

@@ -92,3 +92,16 @@ def paper(spec: str) -> C.RunConfig:
                 ae=C.StageConfig(steps=2000, batch_size=48, optim=C.OptimConfig(lr=1e-3)),
                 dit=C.StageConfig(steps=20000, batch_size=256, optim=C.OptimConfig(lr=1e-4, schedule="onecycle")),
                 loop=C.LoopConfig(log_every=100, checkpoint_every=2000))
+
+
+# The default `seriesforge tune` space (dotted config key -> {distribution: args}; see seriesforge.tune.space).
+# Learning rates of both stages, DiT width and depth, latent size and the denoiser's budget. T2S has no beta
+# schedule or codebook (rectified flow, deterministic autoencoder), so those knobs of other families are absent.
+# Every value keeps the config's divisibility rules (dim % num_heads, latent % patch) for every preset.
+SEARCH_SPACE: dict[str, dict] = {
+    "stages.autoencoder.optim.lr": {"loguniform": [3e-4, 3e-3]},
+    "stages.denoiser.optim.lr": {"loguniform": [1e-4, 3e-3]},
+    "model.dim": {"choice": [32, 64, 128]},
+    "model.depth": {"randint": [2, 5]},
+    "model.latent_channels": {"choice": [8, 16, 32]},
+}

@@ -54,6 +54,11 @@ class T2SFamily(nn.Module):
 
     # -- registry hooks --------------------------------------------------------------------------------------
     @classmethod
+    def search_space(cls) -> dict[str, dict]:
+        """The default `seriesforge tune` space; a user's --space YAML overrides it key by key."""
+        return {k: dict(v) for k, v in presets_module.SEARCH_SPACE.items()}
+
+    @classmethod
     def presets(cls) -> dict[str, Preset]:
         return {
             "debug": Preset("debug", "tiny; trains in seconds on CPU (tests)", presets_module.debug),

@@ -1,0 +1,1 @@
+"""Hyperparameter sweeps on Ray Tune: every trial is a full training run (see sweep.py)."""
