@@ -69,3 +69,29 @@ def ray_local():
     init_ray(None, min_cpus=4)
     yield ray
     ray.shutdown()
+
+
+# Untrained tiny T2S checkpoints (nothing is trained), written through the real checkpoint writer from the
+# `debug` preset with weights from different seeds, so that samples tell the models apart (serve, eval).
+
+def write_untrained_checkpoint(path: Path, *, weight_seed: int) -> Path:
+    from seriesforge import checkpoint, config as C, registry
+
+    cfg = registry.preset_config("t2s", "debug", "captions:/unused")
+    torch.manual_seed(weight_seed)
+    model = registry.get("t2s")(cfg.model)
+    return checkpoint.write_checkpoint(path, config=C.to_dict(cfg), state_dict=model.state_dict(),
+                                       meta={"family": "t2s", "stage": "denoiser", "stage_index": 1, "step": 1})
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """Two final-stage T2S debug checkpoints with different (untrained) weights: name -> directory."""
+    root = tmp_path_factory.mktemp("serve_ckpts")
+    return {name: write_untrained_checkpoint(root / name, weight_seed=seed) for name, seed in (("a", 1), ("b", 2))}
+
+
+@pytest.fixture(scope="session")
+def make_checkpoint():
+    """`write_untrained_checkpoint(path, weight_seed=...)` as a fixture."""
+    return write_untrained_checkpoint

@@ -7,7 +7,8 @@ import pytest
 from seriesforge.cli import build_parser, main
 
 HELP_PATHS = [[], ["data"], ["data", "captions"], ["data", "captions", "make"], ["data", "captions", "inspect"],
-              ["data", "ucr", "prepare"], ["train"], ["tune"], ["generate"], ["serve"]]
+              ["data", "ucr", "prepare"], ["train"], ["tune"], ["eval"], ["eval", "fcn", "train"], ["generate"],
+              ["serve"]]
 
 
 @pytest.mark.parametrize("path", HELP_PATHS)

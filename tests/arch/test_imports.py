@@ -47,7 +47,8 @@ RULES: tuple[Rule, ...] = (
          forbid=("ray", "deepspeed", "seriesforge.train", "seriesforge.tune")),
     Rule("data readers and metrics work without Ray; data.pipeline, data.embedding_pass and data.series_splits "
          "are the Ray Data layer",
-         scope=("seriesforge.data", "seriesforge.eval.metrics"),
+         scope=("seriesforge.data", "seriesforge.eval.metrics", "seriesforge.eval.suites", "seriesforge.eval.report",
+                "seriesforge.eval.plots"),
          exempt=("seriesforge.data.pipeline", "seriesforge.data.embedding_pass", "seriesforge.data.series_splits"),
          forbid=("ray", "seriesforge.families", "seriesforge.train",
                  "seriesforge.data.pipeline")),  # importing the pipeline would pull Ray in transitively

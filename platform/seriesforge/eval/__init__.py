@@ -1,0 +1,1 @@
+"""Evaluation: the papers' own metrics (`metrics/`, pure torch/numpy), their Ray fan-out and the report."""
