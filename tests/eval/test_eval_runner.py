@@ -112,3 +112,27 @@ def test_a_text_model_on_window_data_is_refused(tmp_path, tiny_checkpoints):
 def test_unknown_metric_names_the_suite(tmp_path):
     with pytest.raises(ConfigError, match="benchmark suite"):
         evaluate(EvalRequest(data="sines:24", out=tmp_path / "r", metrics=["fid"]))
+
+
+def test_fcn_train_command_caches_the_extractor(ray_local, tmp_path, make_ucr_dataset, capsys):
+    from seriesforge.cli import main
+
+    folder = _ucr(make_ucr_dataset, tmp_path / "ucr", per_class=8)
+    assert main(["eval", "fcn", "train", "--data", f"ucr:{folder}", "--epochs", "3", "--cache",
+                 str(tmp_path / "cache")]) == 0
+    meta = json.loads(next((tmp_path / "cache").glob("fcn-Toy-*/fcn.json")).read_text())
+    assert meta["epochs"] == 3
+    assert "test accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--data", "sines:24", "--out", "r"], "give --checkpoint DIR, or --real-vs-real"),
+    (["--real-vs-real", "--data", "sines:24", "--out", "r", "--metrics", "fid"], "not in the benchmark suite"),
+    (["--real-vs-real", "--data", "ucr:/nowhere", "--out", "r"], "does not exist"),
+])
+def test_eval_command_errors_are_one_line(argv, message, capsys):
+    from seriesforge.cli import main
+
+    assert main(["eval", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err

@@ -42,6 +42,8 @@ def ensure_fcn(root: Path, data, split: str, cfg: FCNTrainConfig, *, remote: boo
     target = fcn_dir(root, data.name, split, cfg)
     if (target / "fcn.json").exists():
         return target, load_fcn(target)[1]
+    print(f"training the FCN feature extractor of {data.name} ({cfg.variant}, {cfg.epochs} epochs, "
+          f"{len(data.train)} train series); cached in {target}", flush=True)
     args = (data.train, data.train_labels, data.real, data.real_labels, data.num_classes, cfg, str(target))
     if remote:
         import ray
