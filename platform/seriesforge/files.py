@@ -1,4 +1,4 @@
-"""Small file-writing helpers shared by the data sources: nothing half-written is ever visible."""
+"""Small file helpers shared by data sources, pipelines and evaluation: nothing half-written is ever visible."""
 
 from __future__ import annotations
 
@@ -21,3 +21,16 @@ def write_text_atomically(path: str | Path, text: str) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def writable_dir(preferred: Path, fallback: Path) -> Path:
+    """`preferred` (created) when this process may write there, else `fallback` (created): caches live beside the
+    data they derive from when they can, so every run on that data shares them."""
+    try:
+        preferred.mkdir(parents=True, exist_ok=True)
+        if os.access(preferred, os.W_OK):
+            return preferred
+    except OSError:
+        pass
+    fallback.mkdir(parents=True, exist_ok=True)
+    return fallback

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from seriesforge.data.sources.ucr import load_dataset, zero_fill
 from seriesforge.eval.metrics.fcn import FCNTrainConfig, train_fcn
 
@@ -17,11 +15,6 @@ EPOCHS = 120  # 60 gave 0.73, 120 gave 0.99 (seed 0)
 
 def test_fcn_v1_reaches_a_reasonable_accuracy_on_gunpoint():
     ds = load_dataset(GUNPOINT)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        _, info = train_fcn(zero_fill(ds.x_train)[0], ds.y_train, FCNTrainConfig(epochs=EPOCHS),
-                            x_test=zero_fill(ds.x_test)[0], y_test=ds.y_test)
-    finally:
-        torch.set_num_threads(threads)
+    _, info = train_fcn(zero_fill(ds.x_train)[0], ds.y_train, FCNTrainConfig(epochs=EPOCHS),
+                        x_test=zero_fill(ds.x_test)[0], y_test=ds.y_test)
     assert info["test_accuracy"] >= 0.9, info

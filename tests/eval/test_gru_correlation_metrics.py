@@ -12,15 +12,6 @@ from seriesforge.eval.metrics.correlation import correlation_terms, correlationa
 from seriesforge.eval.metrics.gru_scores import TF1GRU, discriminative_score, predictive_score
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny GRUs are dominated by thread overhead on a shared CPU; restore the caller's setting after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def sines(n: int, length: int = 24, channels: int = 4, *, seed: int) -> np.ndarray:
     """Independent random-frequency, random-phase sines per channel, mapped to [0, 1]: (N, L, K) float32."""
     rng = np.random.default_rng(seed)

@@ -27,15 +27,6 @@ from seriesforge.eval.metrics.ts2vec import (
 TINY = {"n_iters": 30, "depth": 3, "output_dims": 32}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models are dominated by thread overhead on a shared CPU; restore the caller's setting after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def sines(n: int, length: int = 24, channels: int = 2, *, seed: int, shift: float = 0.0,
           scale: float = 1.0) -> np.ndarray:
     """Random-frequency, random-phase sines in [0, 1] (N, L, K), optionally shifted and scaled."""

@@ -40,6 +40,7 @@ from seriesforge.data.embedding_store import EmbeddingLookup, EmbeddingStore
 from seriesforge.data.sources.captions import detect_layout, fingerprint, normalize_batch, read_skip_log
 from seriesforge.data.specs import parse_spec
 from seriesforge.errors import DataError
+from seriesforge.files import writable_dir
 from seriesforge.protocols import DataNeeds
 
 SKIPPED_FILE = "skipped_rows.jsonl"
@@ -201,15 +202,7 @@ def _holdout_rows(table: Path, cut: int) -> dict[int, int]:
 
 def _cache_dir(corpus: Path, fallback: Path) -> Path:
     """Beside the corpus when writable (shared by every run on it), else under the run directory."""
-    preferred = corpus / "_seriesforge_cache"
-    try:
-        preferred.mkdir(exist_ok=True)
-        if os.access(preferred, os.W_OK):
-            return preferred
-    except OSError:
-        pass
-    fallback.mkdir(parents=True, exist_ok=True)
-    return fallback
+    return writable_dir(corpus / "_seriesforge_cache", fallback)
 
 
 def _write_atomically(ds: ray.data.Dataset, table: Path, spec: str, skip_log: Path) -> None:

@@ -10,25 +10,17 @@ builds it explicitly; `seriesforge eval` builds it when missing).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from seriesforge.eval.metrics.fcn import FCNTrainConfig
+from seriesforge.files import writable_dir
 
 ROCKET_KERNELS = 1000
 ACCEPTANCE_GAP = 0.03  # §5.1: re-train with another seed if test accuracy is > 3 points below the published TRTR
 
 
 def cache_root(dataset_folder: Path, fallback: Path) -> Path:
-    preferred = dataset_folder / "_seriesforge_cache" / "eval"
-    try:
-        preferred.mkdir(parents=True, exist_ok=True)
-        if os.access(preferred, os.W_OK):
-            return preferred
-    except OSError:
-        pass
-    fallback.mkdir(parents=True, exist_ok=True)
-    return fallback
+    return writable_dir(dataset_folder / "_seriesforge_cache" / "eval", fallback)
 
 
 def fcn_dir(root: Path, dataset: str, split: str, cfg: FCNTrainConfig) -> Path:

@@ -29,7 +29,7 @@ import yaml
 from seriesforge import config as C
 from seriesforge import registry
 from seriesforge.errors import ConfigError
-from seriesforge.tune.space import Param, apply, load_space, parse_param
+from seriesforge.tune.space import Param, apply, parse_param
 
 TUNE_NAME = "tune"
 
