@@ -9,7 +9,6 @@ or the floor is on the wrong side. A metric that could not be computed is listed
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 
 from seriesforge.eval.metrics.summary import format_summary, summarize
 from seriesforge.eval.suites import METRICS, higher_is_better
+from seriesforge.files import write_text_atomically
 
 SUBJECT_TITLES = {"model": "model", "real_vs_real": "real vs real (floor)", "naive": "naive baseline"}
 
@@ -91,8 +91,8 @@ def write(req, data, protocol, subjects: dict, rows: list[dict], *, generator, g
     with threadpool_limits(1):  # t-SNE beside torch's OpenMP runtime crawls when both spawn threads (measured)
         plots = _plots(out, data, subjects)
     doc["plots"] = plots
-    _atomic_write(out / "metrics.json", json.dumps(doc, indent=2, default=_json_default))
-    _atomic_write(out / "report.md", markdown(doc))
+    write_text_atomically(out / "metrics.json", json.dumps(doc, indent=2, default=_json_default))
+    write_text_atomically(out / "report.md", markdown(doc))
     return doc
 
 
@@ -161,12 +161,6 @@ def _plots(out: Path, data, subjects: dict) -> dict[str, str]:
             made[f"captions_{length}"] = plots.plot_caption_grid(captions[: 12], pair.generated[:12],
                                                                  out / f"captions_L{length}.png", real=pair.real[:12])
     return made
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _json_default(value):

@@ -95,17 +95,14 @@ def _check_pairing(spec, req: EvalRequest, generator) -> None:
 
 
 def _load_data(spec, req: EvalRequest, generator) -> real_data.EvalData:
-    cut, lengths, scaling = 0, req.lengths, "series_minmax"
-    if generator is not None:
-        from seriesforge.data.pipeline import holdout_cut
+    from seriesforge.data.pipeline import holdout_cut
 
-        cut = holdout_cut(generator.cfg.data.val_fraction)
+    fraction, lengths, scaling = req.holdout_fraction or 0.0, req.lengths, "series_minmax"
+    if generator is not None:  # the checkpoint's own held-out rows, lengths and scaling
+        fraction = generator.cfg.data.val_fraction
         lengths = lengths or list(generator.cfg.data.lengths)
         scaling = generator.cfg.data.scaling
-    elif req.holdout_fraction:
-        from seriesforge.data.pipeline import holdout_cut
-
-        cut = holdout_cut(req.holdout_fraction)
+    cut = holdout_cut(fraction)
     return real_data.load(spec, text_lengths=lengths, holdout_cut=cut, n_items=req.n or 256, scaling=scaling,
                           seed=req.seed)
 
@@ -165,6 +162,7 @@ def _fan_out(subjects: dict[str, dict[str, Pair]], metrics: list[Metric], repeat
     import ray
     from tqdm import tqdm
 
+    score_task = ray.remote(num_cpus=1)(_score)
     refs, keys, skipped = [], [], []
     for subject, pairs in subjects.items():
         for scope, pair in pairs.items():
@@ -175,7 +173,7 @@ def _fan_out(subjects: dict[str, dict[str, Pair]], metrics: list[Metric], repeat
             pair_ref = ray.put(pair)
             for metric in metrics:
                 for r in range(repeats if metric.repeated else 1):
-                    refs.append(_score_task.remote(pair_ref, metric.name, task_seed(seed, metric.name, r), protocol))
+                    refs.append(score_task.remote(pair_ref, metric.name, task_seed(seed, metric.name, r), protocol))
                     keys.append({"scope": scope, "subject": subject, "metric": metric.name, "repeat": r,
                                  "seed": task_seed(seed, metric.name, r)})
     rows = [None] * len(refs)
@@ -209,24 +207,3 @@ def _score(pair: Pair, metric: str, seed: int, protocol: Protocol) -> dict:
     value = result.get("value")
     details = {k: v for k, v in result.items() if k != "value"}
     return {"value": None if value is None else float(value), "details": details, "seconds": time.time() - tic}
-
-
-def _remote_score():
-    import ray
-
-    return ray.remote(num_cpus=1)(_score)
-
-
-class _LazyRemote:
-    """`ray.remote` at first use, so importing this module needs no Ray."""
-
-    def __init__(self):
-        self._fn = None
-
-    def remote(self, *args):
-        if self._fn is None:
-            self._fn = _remote_score()
-        return self._fn.remote(*args)
-
-
-_score_task = _LazyRemote()
