@@ -31,6 +31,7 @@ class DataNeeds:
 
     text_encoder: str | None = None  # caption embeddings from this encoder ("minilm" or a local HF path)
     kinds: tuple[str, ...] = ("captions",)  # data SPEC kinds the family trains on (see data/specs.py)
+    columns: tuple[str, ...] = ("series",)  # row columns every training batch carries (ucr also has "label")
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,14 @@ class Family(Protocol):
         """A random batch with the keys and shapes training feeds (the batch contract, used by tests)."""
 
     @classmethod
+    def data_init(cls, cfg: Any, series: Any) -> dict[str, torch.Tensor]:
+        """State-dict entries derived from training data, loaded before the first stage on every rank.
+
+        `series`: (N, L, K) float32 numpy training series (a deterministic sample, computed once on the driver, so
+        every rank starts from the same values), or None for caption corpora. Return {} when nothing is derived.
+        """
+
+    @classmethod
     def validate(cls, run: Any) -> None:
         """Cross-section checks of a whole RunConfig (raise ConfigError naming the dotted path)."""
 
@@ -78,7 +87,15 @@ class Family(Protocol):
         """Freeze every other stage's parameters; return the ones to optimise."""
 
     def forward(self, batch: dict[str, torch.Tensor]) -> LossOutput:
-        """Training loss of the current stage. batch["series"]: (B, L); extra keys per `data_needs`."""
+        """Training loss of the current stage. batch["series"]: (B, L) from caption corpora, (B, L, K) from
+        ucr/sines/csv SPECs; extra keys per `data_needs`."""
+
+    def after_step(self) -> None:
+        """Called on the unwrapped module after every optimiser step (e.g. a weight EMA); may do nothing."""
+
+    def observe(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Called at every log step with the metrics averaged over workers (identical on every rank), so
+        schedules driven by them (TimeLDM's adaptive beta) stay in step; returns extra metrics to log."""
 
     def sample(self, *, n: int, length: int, condition: Sequence[Any] | None = None, steps: int | None = None,
                guidance: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:

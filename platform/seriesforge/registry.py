@@ -15,6 +15,8 @@ from seriesforge.errors import ConfigError
 # registry key -> "module:Class"
 _FAMILIES: dict[str, str] = {
     "t2s": "seriesforge.families.t2s.family:T2SFamily",
+    "timeldm": "seriesforge.families.timeldm.family:TimeLDMFamily",
+    "stdiff": "seriesforge.families.stdiff.family:STDiffFamily",
 }
 
 

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+SHARED_FAMILY_MODULES = {"base"}  # families/base.py: the hooks' defaults and window helpers every family may use
 SCAN_ROOTS = ((ROOT / "platform" / "seriesforge", "seriesforge"), (ROOT / "serve", "serve"))  # (dir, module name)
 
 OTHER_FAMILY = "<another family>"   # seriesforge.families.Y imported from inside seriesforge.families.X, Y != X
@@ -45,11 +46,12 @@ RULES: tuple[Rule, ...] = (
     Rule("loading and sampling a checkpoint needs no training stack",
          scope=("seriesforge.registry", "seriesforge.checkpoint", "seriesforge.generate", "seriesforge.outputs"),
          forbid=("ray", "deepspeed", "seriesforge.train", "seriesforge.tune")),
-    Rule("data readers and metrics work without Ray; data.pipeline, data.embedding_pass and data.series_splits "
-         "are the Ray Data layer",
+    Rule("data readers and metrics work without Ray; data.pipeline, data.embedding_pass, data.series_splits and "
+         "data.series_training are the Ray Data layer",
          scope=("seriesforge.data", "seriesforge.eval.metrics", "seriesforge.eval.suites", "seriesforge.eval.report",
                 "seriesforge.eval.plots"),
-         exempt=("seriesforge.data.pipeline", "seriesforge.data.embedding_pass", "seriesforge.data.series_splits"),
+         exempt=("seriesforge.data.pipeline", "seriesforge.data.embedding_pass", "seriesforge.data.series_splits",
+                 "seriesforge.data.series_training"),
          forbid=("ray", "seriesforge.families", "seriesforge.train",
                  "seriesforge.data.pipeline")),  # importing the pipeline would pull Ray in transitively
     Rule("the training loop, optimizers and strategies run in one plain process",
@@ -59,9 +61,10 @@ RULES: tuple[Rule, ...] = (
     Rule("DeepSpeed is reached only through its strategy object",
          scope=EVERYTHING, exempt=("seriesforge.train.strategy.deepspeed",), forbid=("deepspeed",), sole=True),
     Rule("Ray Data is used by the data pipelines only (captions: pipeline, embedding_pass; UCR and windows: "
-         "series_splits)",
+         "series_splits, series_training)",
          scope=("seriesforge",), forbid=("ray.data",),
          exempt=("seriesforge.data.pipeline", "seriesforge.data.embedding_pass", "seriesforge.data.series_splits",
+                 "seriesforge.data.series_training",
                  "seriesforge.runtime")),  # runtime only configures Ray Data's DataContext (see configure_ray_data)
     Rule("no family special cases: trainer, launch, CLI and serve reach families through the registry",
          scope=EVERYTHING, exempt=("seriesforge.families",), forbid=(ANY_FAMILY,)),  # registry holds strings
@@ -127,8 +130,11 @@ def scan() -> dict[str, list[Import]]:
 
 
 def family_of(module: str) -> str | None:
+    """The family folder a module belongs to; shared modules beside the folders (families/base.py) are none."""
     parts = module.split(".")
-    return parts[2] if len(parts) > 2 and parts[:2] == ["seriesforge", "families"] else None
+    if len(parts) > 2 and parts[:2] == ["seriesforge", "families"]:
+        return None if parts[2] in SHARED_FAMILY_MODULES else parts[2]
+    return None
 
 
 def hits(imp: Import, pattern: str) -> bool:

@@ -13,8 +13,8 @@ import pytest
 
 from seriesforge.cli import main
 from seriesforge.data import series_splits
-from seriesforge.data.series_splits import (load_spec_datasets, load_ucr_archive, read_prepared, select_ucr_datasets,
-                                            write_prepared)
+from seriesforge.data.series_splits import (holdout_buckets, load_spec_datasets, load_ucr_archive, read_prepared,
+                                            select_ucr_datasets, write_prepared)
 from seriesforge.data.sources.ucr import load_dataset, load_label_map
 from seriesforge.data.sources.windows import load_csv_windows, load_sines
 from seriesforge.errors import DataError
@@ -72,7 +72,8 @@ def test_sines_spec_gives_windows_and_no_test_split(ray_local):
     splits = load_spec_datasets("sines:16", seed=3, sines_n=40)
     assert splits.test is None and (splits.length, splits.channels, splits.num_classes) == (16, 5, 0)
     rows = rows_of(splits.train)
-    assert set(rows) == {"series", "index"} and rows["series"].dtype == np.float32
+    assert set(rows) == {"series", "index", "holdout"} and rows["series"].dtype == np.float32
+    assert rows["holdout"].tolist() == holdout_buckets(rows["index"])  # the held-out rule of caption rows
     np.testing.assert_array_equal(rows["series"], load_sines(40, 16, seed=3).x)  # (N, L, K)
 
 

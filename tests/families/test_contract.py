@@ -8,14 +8,33 @@ import pytest
 import torch
 
 from seriesforge import checkpoint, config as C, registry
+from seriesforge.data.sources.windows import sines
+from seriesforge.errors import RequestError
 from seriesforge.generate import load
 
 CASES = [(name, stage) for name in registry.names() for stage in registry.get(name).stages]
+# a SPEC per data kind that presets can size a model from without reading files (sines: K = 5 covariates)
+SPEC_OF_KIND = {"captions": "captions:/unused", "sines": "sines:24"}
 
 
 def _debug(name: str):
-    cfg = registry.preset_config(name, "debug", "captions:/unused")
-    return registry.get(name), cfg
+    family = registry.get(name)
+    kind = next(k for k in family.data_needs(family.Config()).kinds if k in SPEC_OF_KIND)
+    return family, registry.preset_config(name, "debug", SPEC_OF_KIND[kind])
+
+
+def _model(family, cfg):
+    """A module as the first stage sees it: data-derived values (if the family has any) loaded."""
+    model = family(cfg.model)
+    init = family.data_init(cfg.model, _init_series(cfg))
+    model.load_state_dict(init, strict=False)
+    return model
+
+
+def _init_series(cfg):
+    if registry.get(cfg.family).data_needs(cfg.model).kinds == ("captions",):
+        return None
+    return sines(64, cfg.data.lengths[0], seed=0)  # (N, L, K=5)
 
 
 def _batch(family, cfg, length=None, seed=0):
@@ -27,7 +46,7 @@ def _batch(family, cfg, length=None, seed=0):
 def test_stage_loss_is_finite_and_trains_only_its_parameters(name, stage):
     family, cfg = _debug(name)
     torch.manual_seed(0)
-    model = family(cfg.model)
+    model = _model(family, cfg)
     params = model.set_stage(stage)
     assert params and all(p.requires_grad for p in params)
     trainable = {id(p) for p in params}
@@ -47,9 +66,14 @@ def test_stage_loss_is_finite_and_trains_only_its_parameters(name, stage):
 @pytest.mark.parametrize("name", registry.names())
 def test_sample_shapes_seed_and_any_length(name):
     family, cfg = _debug(name)
-    model = family(cfg.model).eval()
+    model = _model(family, cfg).eval()
     model.set_stage(family.stages[-1])
+    fixed = family.max_length(cfg.model) == max(cfg.data.lengths)  # one window length per model
     for length in (*cfg.data.lengths, 37):  # 37: never trained, not a multiple of 4
+        if fixed and length not in cfg.data.lengths:
+            with pytest.raises(RequestError, match="length"):
+                model.sample(n=3, length=length, generator=torch.Generator().manual_seed(5))
+            continue
         a = model.sample(n=3, length=length, generator=torch.Generator().manual_seed(5))
         b = model.sample(n=3, length=length, generator=torch.Generator().manual_seed(5))
         assert a.shape[0] == 3 and a.shape[-1] == length and torch.isfinite(a).all()
@@ -57,10 +81,20 @@ def test_sample_shapes_seed_and_any_length(name):
 
 
 @pytest.mark.parametrize("name", registry.names())
+def test_data_init_names_existing_state_of_the_right_shape(name):
+    family, cfg = _debug(name)
+    state = family(cfg.model).state_dict()
+    init = family.data_init(cfg.model, _init_series(cfg))
+    for key, value in init.items():
+        assert key in state, f"data_init key {key} is not in the state dict"
+        assert tuple(value.shape) == tuple(state[key].shape), key
+
+
+@pytest.mark.parametrize("name", registry.names())
 def test_save_load_generate_is_identical(name, tmp_path):
     family, cfg = _debug(name)
     torch.manual_seed(1)
-    model = family(cfg.model).eval()
+    model = _model(family, cfg).eval()
     last = family.stages[-1]
     model.set_stage(last)
     meta = {"family": name, "stage": last, "stage_index": len(family.stages) - 1, "step": 3}

@@ -57,13 +57,17 @@ class TrainingData:
 
     datasets: dict[str, ray.data.Dataset]  # "len_24" -> Dataset; "val_24" -> held-out rows when val_fraction > 0
     rows_per_length: dict[int, int]  # every length in the corpus, used or not
-    table: Path
+    table: Path | None  # the cached caption table; None for series SPECs (read from their source each run)
     fingerprint: str
     unused_lengths: dict[int, int] = field(default_factory=dict)
     skipped_rows: list[dict] = field(default_factory=list)  # {"where", "reason"} per row left out (skip mode)
     embeddings: EmbeddingReport | None = None  # caption embeddings, when the family conditions on text
+    init_sample: np.ndarray | None = None  # (N, L, K) training series for `family.data_init` (series SPECs)
+    summary: str = ""  # the description of a series SPEC's data (caption tables are described from the fields)
 
     def describe(self) -> str:
+        if self.summary:
+            return self.summary
         used = ", ".join(f"L={k}: {v} rows" for k, v in sorted(self.rows_per_length.items())
                          if k not in self.unused_lengths)
         text = f"training table {self.table} ({used})"
@@ -143,7 +147,13 @@ def validated_table(batch: dict[str, np.ndarray], **checks: Any) -> pa.Table:
 
 def prepare_training_data(data: DataConfig, needs: DataNeeds, *, fallback_cache: Path,
                           progress: bool = True) -> TrainingData:
-    """Build (or reuse) the cached training table and caption embeddings; one Dataset per configured length."""
+    """Build (or reuse) the cached training table and caption embeddings; one Dataset per configured length.
+
+    Series SPECs (ucr, sines, csv) take the fixed-length path in `series_training` instead."""
+    if parse_spec(data.spec).kind != "captions":
+        from seriesforge.data.series_training import prepare_series_training_data  # it imports this module
+
+        return prepare_series_training_data(data)
     cache = _cache_dir(Path(parse_spec(data.spec).path), fallback_cache)
     skip_log = cache / f".skips-{uuid.uuid4().hex[:8]}"
     ds, corpus_key = read_corpus(data, skip_log=skip_log)

@@ -10,6 +10,7 @@ Rows (one per series), channels last:
     label   int64           UCR only: the class re-encoded to 0..C-1 (`label_map` holds original -> encoded)
     length  int64           UCR only: real values in `series`; positions >= length are padding (validity mask)
     index   int64           row position within its split, 0..N-1: shards can be checked for disjointness/coverage
+    holdout int16           crc32(str(index)) % 10 000: `data.val_fraction` holds out the rows below its cut
 
 Prepared layout (`write_prepared`, `read_prepared`):
     OUT/NAME/train/*.parquet, OUT/NAME/test/*.parquet (absent for windows: TimeGAN protocol has no test split),
@@ -25,6 +26,7 @@ import math
 import os
 import shutil
 import uuid
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,12 +36,12 @@ import ray.data
 from ray.data.extensions import ArrowTensorArray
 
 from seriesforge.data.sources import ucr
-from seriesforge.data.sources.windows import WindowData, load_csv_windows, load_sines
+from seriesforge.data.pipeline import HOLDOUT_BUCKETS
+from seriesforge.data.sources.windows import SINES_N, SINES_SEED, WindowData, load_csv_windows, load_sines
 from seriesforge.data.specs import check_readable, parse_spec
 from seriesforge.errors import DataError
 
 ROWS_PER_BLOCK = 4096  # rows per Ray block: several blocks per split so `split(n)` has something to divide
-SINES_N = 10_000  # Diffusion-TS / TimeGAN Sines size
 META_FILE, LABEL_MAP_FILE = "meta.json", "label_map.json"
 
 
@@ -57,6 +59,11 @@ class SeriesSplits:
 
 # ---- building -------------------------------------------------------------------------------------------------------
 
+def holdout_buckets(index: np.ndarray) -> list[int]:
+    """The held-out bucket of each row index, the same rule as caption rows (crc32 of the id; stable everywhere)."""
+    return [zlib.crc32(str(int(i)).encode()) % HOLDOUT_BUCKETS for i in index]
+
+
 def series_dataset(series: np.ndarray, *, labels: np.ndarray | None = None,
                    lengths: np.ndarray | None = None) -> ray.data.Dataset:
     """(N, L, K) float32 [+ (N,) labels, (N,) lengths] -> a Ray Dataset of rows as in the module docstring."""
@@ -72,6 +79,7 @@ def series_dataset(series: np.ndarray, *, labels: np.ndarray | None = None,
         if lengths is not None:
             columns["length"] = pa.array(lengths[rows], pa.int64())
         columns["index"] = pa.array(rows, pa.int64())
+        columns["holdout"] = pa.array(holdout_buckets(rows), pa.int16())
         tables.append(pa.table(columns))
     return ray.data.from_arrow(tables)
 

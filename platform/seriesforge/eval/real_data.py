@@ -22,8 +22,6 @@ from seriesforge.data.specs import DataSpec
 from seriesforge.errors import DataError
 from seriesforge.eval.suites import SUITE_OF_KIND, Pair
 
-SINES_SEED = 123  # Diffusion-TS `sine_dataset.py`
-SINES_N = 10_000
 
 
 @dataclass
@@ -64,7 +62,7 @@ def load(spec: DataSpec, *, text_lengths: list[int] | None = None, holdout_cut: 
 
 
 def _windows(spec: DataSpec) -> EvalData:
-    from seriesforge.data.sources.windows import load_csv_windows, load_sines
+    from seriesforge.data.sources.windows import SINES_N, SINES_SEED, load_csv_windows, load_sines
 
     if spec.kind == "sines":
         data = load_sines(SINES_N, spec.length, seed=SINES_SEED)

@@ -37,6 +37,9 @@ def check_data(cfg: RunConfig) -> None:
     if spec.kind not in kinds:
         raise DataError(f"--data {cfg.data.spec!r}: family {cfg.family} trains on {' or '.join(kinds)} data, "
                         f"not {spec.kind}")
+    if spec.length is not None and list(cfg.data.lengths) != [spec.length]:
+        raise DataError(f"data.lengths: {cfg.data.lengths} but --data {cfg.data.spec} holds windows of length "
+                        f"{spec.length}; set data.lengths to [{spec.length}]")
 
 
 def run(cfg: RunConfig, run_dir: Path, *, address: str | None = None, resume: bool = False) -> TrainResult:
@@ -71,12 +74,15 @@ def build_trainer(cfg: RunConfig, run_dir: Path, *, callbacks: list | None = Non
     data = prepare_training_data(cfg.data, family.data_needs(cfg.model), fallback_cache=run_dir / "data_cache")
     print(data.describe(), flush=True)
     _check_batches_fit(cfg, data.rows_per_length)
+    # data-derived initial values, computed once here so every rank (and every restart) starts from the same ones
+    init = family.data_init(cfg.model, data.init_sample)
     use_gpu = cfg.scaling.use_gpu == "yes" or (cfg.scaling.use_gpu == "auto" and cluster_has_gpus())
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"run": to_dict(cfg), "run_dir": str(run_dir), "data_fingerprint": data.fingerprint,
                            "rows": {str(k): v for k, v in data.rows_per_length.items()},
-                           "embeddings": str(data.embeddings.lookup.path) if data.embeddings else None},
+                           "embeddings": str(data.embeddings.lookup.path) if data.embeddings else None,
+                           "data_init": {k: v.detach().cpu().numpy() for k, v in init.items()}},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=use_gpu,
                                                resources_per_worker={"CPU": cfg.scaling.cpus_per_worker}),
         run_config=ray.train.RunConfig(

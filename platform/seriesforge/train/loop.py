@@ -37,11 +37,15 @@ class NonFiniteLossError(FloatingPointError):
 
 def fit_stage(wrapped: Any, strategy: Strategy, batches: Iterator[dict[str, torch.Tensor]], plan: StagePlan, *,
               on_log: Callback, on_checkpoint: Callback,
-              validate: Callable[[], dict[str, float]] | None = None) -> dict[str, float]:
+              validate: Callable[[], dict[str, float]] | None = None,
+              after_step: Callable[[], None] | None = None,
+              observe: Callable[[dict[str, float]], dict[str, float]] | None = None) -> dict[str, float]:
     """Run `plan.total_steps - plan.start_step` optimiser steps; returns the last logged metrics.
 
     `validate` (every rank calls it at each log step, so collective forwards under ZeRO-3 stay in step) returns
-    held-out metrics; they are averaged over workers like the training metrics.
+    held-out metrics; they are averaged over workers like the training metrics. `after_step` runs after every
+    optimiser step (a family's weight EMA); `observe` sees each log step's worker-averaged metrics (identical on
+    every rank) and returns extra metrics to log (a family's adaptive schedule).
     """
     sums: dict[str, float] = {}
     count = 0
@@ -54,6 +58,8 @@ def fit_stage(wrapped: Any, strategy: Strategy, batches: Iterator[dict[str, torc
             raise NonFiniteLossError(f"stage {plan.stage}: loss is {loss.item()} at step {step + 1}")
         strategy.backward(loss)
         strategy.step()
+        if after_step is not None:
+            after_step()
         _accumulate(sums, {"loss": float(loss.detach()), **out.metrics})
         count += 1
         done = step + 1
@@ -62,6 +68,8 @@ def fit_stage(wrapped: Any, strategy: Strategy, batches: Iterator[dict[str, torc
             last = _interval_metrics(strategy, sums, count, elapsed, done, plan)
             if validate is not None:
                 last.update(strategy.mean_metrics(validate()))
+            if observe is not None:
+                last.update(observe(last))
             on_log(done, last)
             sums, count, tic = {}, 0, time.perf_counter()
         if done % plan.checkpoint_every == 0 or done == plan.total_steps:

@@ -80,6 +80,8 @@ def _train_stage(cfg: RunConfig, family, strategy: Strategy, config: dict, index
     model = family(cfg.model)
     if weights is not None:
         model.load_state_dict(weights)
+    else:
+        _load_data_init(model, config.get("data_init") or {})
     params = model.set_stage(stage)
     wrapped = strategy.prepare(model, params, stage_cfg)
     if train_state is not None and start < stage_cfg.steps:
@@ -94,25 +96,35 @@ def _train_stage(cfg: RunConfig, family, strategy: Strategy, config: dict, index
     shards = {n: ray.train.get_dataset_shard(dataset_key(n)) for n in cfg.data.lengths}
     rows = {int(k): v for k, v in config["rows"].items()}
     batches = interleaved_batches(shards, lengths=cfg.data.lengths, rows=rows, schedule=cfg.data.schedule,
-                                  batch_size=stage_cfg.batch_size, keys=("series",), seed=cfg.loop.seed + index,
+                                  batch_size=stage_cfg.batch_size, keys=needs.columns, seed=cfg.loop.seed + index,
                                   cache_mb=cfg.data.worker_cache_mb, embeddings=embeddings)
     reporter = _Reporter(cfg, strategy, plan, Path(config["run_dir"]), config["data_fingerprint"])
-    validate = _validation(cfg, wrapped, strategy, stage_cfg.batch_size, embeddings)
+    validate = _validation(cfg, wrapped, strategy, stage_cfg.batch_size, embeddings, needs.columns)
     fit_stage(wrapped, strategy, batches, plan, on_log=reporter.log, on_checkpoint=reporter.checkpoint,
-              validate=validate)
+              validate=validate, after_step=model.after_step, observe=model.observe)
     if plan.total_steps == 0:
         reporter.checkpoint(0, {})  # a stage configured with 0 steps still leaves a checkpoint to generate from
     return strategy.export_state_dict()
 
 
+def _load_data_init(model: torch.nn.Module, init: dict) -> None:
+    """The family's data-derived initial values (computed once on the driver, identical on every rank)."""
+    if not init:
+        return
+    unexpected = sorted(set(init) - set(model.state_dict()))
+    if unexpected:
+        raise RuntimeError(f"data_init returned keys the model does not have: {unexpected[:3]}")
+    model.load_state_dict({k: torch.as_tensor(v) for k, v in init.items()}, strict=False)
+
+
 def _validation(cfg: RunConfig, wrapped, strategy: Strategy, batch_size: int,
-                embeddings: EmbeddingLookup | None):
+                embeddings: EmbeddingLookup | None, columns: tuple[str, ...]):
     """`val_loss` over this worker's held-out rows of every length (None when data.val_fraction is 0)."""
     if not cfg.data.val_fraction:
         return None
     held = [b for n in cfg.data.lengths
             for b in holdout_batches(ray.train.get_dataset_shard(validation_key(n)), length=n, batch_size=batch_size,
-                                     keys=("series",), max_rows=cfg.data.val_rows, embeddings=embeddings)]
+                                     keys=columns, max_rows=cfg.data.val_rows, embeddings=embeddings)]
     return lambda: {"val_loss": held_out_loss(wrapped, strategy, held, seed=cfg.loop.seed + 7919)}
 
 

@@ -63,7 +63,11 @@ class WindowData:
 
 # ---- Sines ---------------------------------------------------------------------------------------------------------
 
-def sines(n: int, length: int, *, features: int = 5, seed: int = 0) -> np.ndarray:
+SINES_N = 10_000  # Diffusion-TS / TimeGAN Sines size
+SINES_FEATURES = 5  # K of the TimeGAN Sines benchmark
+SINES_SEED = 123  # Diffusion-TS `sine_dataset.py`: training and evaluation draw the same windows
+
+def sines(n: int, length: int, *, features: int = SINES_FEATURES, seed: int = 0) -> np.ndarray:
     """`n` independent samples of the TimeGAN Sines recipe, float32 `(n, length, features)` in [0, 1]."""
     _positive(n=n, length=length, features=features)
     rng = np.random.RandomState(seed)  # legacy generator: the reference loop's draw sequence
@@ -74,7 +78,7 @@ def sines(n: int, length: int, *, features: int = 5, seed: int = 0) -> np.ndarra
     return ((x + 1.0) * 0.5).astype(np.float32)
 
 
-def load_sines(n: int, length: int, *, features: int = 5, seed: int = 0) -> WindowData:
+def load_sines(n: int, length: int, *, features: int = SINES_FEATURES, seed: int = 0) -> WindowData:
     """Sines as `WindowData`: the recipe already yields [0, 1], so the scaler is the identity (lo 0, hi 1)."""
     x = sines(n, length, features=features, seed=seed)  # (N, L, K)
     return WindowData(x=x, columns=[f"sine_{k}" for k in range(features)], lo=np.zeros(features),
@@ -102,6 +106,11 @@ def read_numeric_csv(path: Path, *, columns: list[str] | None = None) -> tuple[n
         col = header.index(name)
         data[:, j] = _parse_column(path, name, [r[col] for r in rows], lines)
     return data, names
+
+
+def numeric_columns(path: Path) -> list[str]:
+    """The K columns `load_csv_windows` would use (the file is read and checked whole)."""
+    return read_numeric_csv(path)[1]
 
 
 def _read_table(path: Path) -> tuple[list[str], list[list[str]], list[int]]:

@@ -19,6 +19,7 @@ from torch import nn
 
 from seriesforge.config import RunConfig
 from seriesforge.errors import ConfigError, RequestError
+from seriesforge.families.base import FamilyModule
 from seriesforge.families.t2s import config as presets_module
 from seriesforge.families.t2s.config import T2SConfig
 from seriesforge.families.t2s.model import LengthAdaptiveAutoencoder, T2SDenoiser
@@ -26,7 +27,7 @@ from seriesforge.processes.flow_matching import RectifiedFlow, classifier_free_g
 from seriesforge.protocols import DataNeeds, LossOutput, Preset
 
 
-class T2SFamily(nn.Module):
+class T2SFamily(FamilyModule):
     """Text-to-series: length-adaptive autoencoder + DiT denoiser trained by flow matching."""
 
     name: ClassVar[str] = "t2s"
