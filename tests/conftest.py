@@ -84,11 +84,34 @@ def write_untrained_checkpoint(path: Path, *, weight_seed: int) -> Path:
                                        meta={"family": "t2s", "stage": "denoiser", "stage_index": 1, "step": 1})
 
 
+def write_untrained_window_checkpoint(path: Path, family: str, *, weight_seed: int = 0) -> Path:
+    """A final-stage debug checkpoint of a window family (timeldm, stdiff) on sines:24 (K = 5), with its
+    data-derived values (`data_init`) from 64 Sines windows, as a trained run would carry."""
+    from seriesforge import checkpoint, config as C, registry
+    from seriesforge.data.sources.windows import sines
+
+    cfg = registry.preset_config(family, "debug", "sines:24")
+    cls = registry.get(family)
+    torch.manual_seed(weight_seed)
+    model = cls(cfg.model)
+    model.load_state_dict(cls.data_init(cfg.model, sines(64, 24, seed=0)), strict=False)
+    last = cls.stages[-1]
+    return checkpoint.write_checkpoint(path, config=C.to_dict(cfg), state_dict=model.state_dict(),
+                                       meta={"family": family, "stage": last, "stage_index": len(cls.stages) - 1,
+                                             "step": 1})
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory) -> dict[str, Path]:
     """Two final-stage T2S debug checkpoints with different (untrained) weights: name -> directory."""
     root = tmp_path_factory.mktemp("serve_ckpts")
     return {name: write_untrained_checkpoint(root / name, weight_seed=seed) for name, seed in (("a", 1), ("b", 2))}
+
+
+@pytest.fixture(scope="session")
+def make_window_checkpoint():
+    """`write_untrained_window_checkpoint(path, family)` as a fixture."""
+    return write_untrained_window_checkpoint
 
 
 @pytest.fixture(scope="session")

@@ -32,6 +32,7 @@ class DataNeeds:
     text_encoder: str | None = None  # caption embeddings from this encoder ("minilm" or a local HF path)
     kinds: tuple[str, ...] = ("captions",)  # data SPEC kinds the family trains on (see data/specs.py)
     columns: tuple[str, ...] = ("series",)  # row columns every training batch carries (ucr also has "label")
+    channels: int | None = None  # K the model is built for, checked against the data before training starts
 
 
 @dataclass(frozen=True)

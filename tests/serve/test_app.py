@@ -4,6 +4,7 @@ Two applications share one Serve instance (started once for this module on the s
   /      "keyed": models a and b, API key required, batches of up to 8 gathered for 0.1 s
   /lru   "lru":   models a, b and "broken", no key, one model per replica, so every switch evicts
   /slow  "slow":  model a with a 10 ms request timeout, which no sampling call meets
+  /win   "win":   untrained window-family checkpoints (stdiff, timeldm): unconditional, one length, K = 5
 Nothing is mocked: the generator replicas load the checkpoints through `seriesforge.generate` and sample.
 """
 
@@ -26,7 +27,7 @@ GOOD = {"model": "a", "length": 24, "captions": ["rises"]}
 
 
 @pytest.fixture(scope="module")
-def served(ray_local, tiny_checkpoints, tmp_path_factory, free_port, make_checkpoint):
+def served(ray_local, tiny_checkpoints, tmp_path_factory, free_port, make_checkpoint, make_window_checkpoint):
     from ray import serve
 
     from seriesforge.serving import config as sc
@@ -47,9 +48,13 @@ def served(ray_local, tiny_checkpoints, tmp_path_factory, free_port, make_checkp
     slow = sc.from_args({**common, "models": {"a": models["a"]}, "replica": {"num_cpus": 0.25},
                          "limits": {"request_timeout_s": 0.01}})
     slow_url = deploy(slow, http, name="slow", route_prefix="/slow")
+    windows = {fam: str(make_window_checkpoint(tmp_path_factory.mktemp(fam) / fam, fam))
+               for fam in ("stdiff", "timeldm")}
+    win = sc.from_args({**common, "models": windows, "replica": {"num_cpus": 0.25, "max_models": 2}})
+    win_url = deploy(win, http, name="win", route_prefix="/win")
     (broken / "weights" / "model.safetensors").write_bytes(b"not safetensors")  # a fault only a replica meets
     httpx.post(f"{url}/v1/generate", json=GOOD, headers=AUTH, timeout=120).raise_for_status()  # warm: load, encoder
-    yield {"url": url, "lru": lru_url, "slow": slow_url, "checkpoints": tiny_checkpoints}
+    yield {"url": url, "lru": lru_url, "slow": slow_url, "win": win_url, "checkpoints": tiny_checkpoints}
     serve.shutdown()
 
 
@@ -80,6 +85,22 @@ def test_every_endpoint(served):
         x = client.generate("a", length=24, captions=["rises", "falls"], seed=3)
         assert client.stats()["requests"] >= 3
     assert x.dtype == np.float32 and np.array_equal(x, np.asarray(body["series"], dtype=np.float32))
+
+
+def test_window_families_serve_unconditionally_at_their_one_length(served):
+    """TimeLDM and ST-Diff go through the same registry path: no captions, (n, K, L) back, other lengths 422."""
+    url = served["win"]
+    cards = {c["name"]: c for c in httpx.get(f"{url}/v1/models").json()["models"]}
+    assert {(c["family"], c["conditions"], c["max_length"]) for c in cards.values()} == {
+        ("stdiff", "none", 24), ("timeldm", "none", 24)}
+    for model in ("stdiff", "timeldm"):
+        r = post(url, {"model": model, "n": 2, "length": 24, "seed": 1, "steps": 3}, headers={})
+        assert r.status_code == 200 and r.json()["shape"] == [2, 5, 24], r.text
+        bad = post(url, {"model": model, "n": 1, "length": 25}, headers={})
+        assert bad.status_code == 422 and "length" in bad.text
+        captioned = post(url, {"model": model, "length": 24, "captions": ["rises"]}, headers={})
+        assert captioned.status_code == 422 and "captions" in captioned.text
+    assert post(url, {"model": "stdiff", "n": 1, "length": 24, "steps": 2}, headers={}).status_code == 200
 
 
 def test_served_samples_are_the_local_samplers(served):

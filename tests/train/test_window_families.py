@@ -83,4 +83,7 @@ def test_window_family_refuses_a_length_the_data_does_not_have(tmp_path):
                                     sets=["data.lengths=[32]", "model.length=32"])
     with pytest.raises(Exception, match=r"data.lengths: \[32\] but --data sines:24"):  # before Ray starts
         launch.run(cfg, tmp_path / "run")
+    cfg = registry.build_run_config("stdiff", preset="debug", data_spec="sines:24", sets=["model.channels=3"])
+    with pytest.raises(Exception, match="model.channels: 3 but --data sines:24 has K=5"):
+        launch.run(cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists()

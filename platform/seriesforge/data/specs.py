@@ -90,3 +90,15 @@ def check_readable(text: str) -> DataSpec:
             raise DataError(f"--data {text!r}: ucr:DIR names one dataset folder; {spec.path} holds {len(found)} "
                             "(use one of them, or `seriesforge data ucr inspect` to list them)")
     return spec
+
+
+def window_shape(spec: DataSpec) -> tuple[int, int] | None:
+    """(L, K) of the windows a `sines:L` or `csv:PATH:L` SPEC yields (the CSV is read to count its numeric
+    columns); None for other kinds."""
+    from seriesforge.data.sources.windows import SINES_FEATURES, numeric_columns
+
+    if spec.kind == "sines":
+        return spec.length, SINES_FEATURES
+    if spec.kind == "csv":
+        return spec.length, len(numeric_columns(spec.path))
+    return None

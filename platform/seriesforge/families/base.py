@@ -33,18 +33,13 @@ def window_shape_from_spec(spec: str) -> tuple[int, int]:
     """(L, K) of the windows a `sines:L` or `csv:PATH:L` SPEC names, read cheaply (the CSV's header and first row),
     so presets can size a model before any data is loaded. An unreadable or other SPEC gives (24, 1): the
     placeholder a preset built without data (`unset:`) carries; `seriesforge train` checks the real shape."""
-    from seriesforge.data.specs import parse_spec
-    from seriesforge.data.sources.windows import SINES_FEATURES, numeric_columns
+    from seriesforge.data.specs import parse_spec, window_shape
 
     try:
-        parsed = parse_spec(spec)
-    except Exception:  # noqa: BLE001 - a placeholder or bad SPEC; check_data reports it properly later
+        shape = window_shape(parse_spec(spec))
+    except Exception:  # noqa: BLE001 - a placeholder or bad SPEC; `seriesforge train` reports it before Ray starts
         return 24, 1
-    if parsed.kind == "sines":
-        return parsed.length, SINES_FEATURES
-    if parsed.kind == "csv":
-        return parsed.length, len(numeric_columns(parsed.path))
-    return 24, 1
+    return shape or (24, 1)
 
 
 def check_window_shape(run: Any, *, name: str) -> None:

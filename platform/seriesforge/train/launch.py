@@ -18,7 +18,7 @@ from typing import Any
 from seriesforge import registry
 from seriesforge.checkpoint import CheckpointInfo, find_checkpoints
 from seriesforge.config import RunConfig, to_dict
-from seriesforge.data.specs import check_readable
+from seriesforge.data.specs import check_readable, window_shape
 from seriesforge.errors import ConfigError, DataError
 
 RUN_NAME = "train"
@@ -33,13 +33,18 @@ class TrainResult:
 
 def check_data(cfg: RunConfig) -> None:
     spec = check_readable(cfg.data.spec)
-    kinds = registry.get(cfg.family).data_needs(cfg.model).kinds
+    needs = registry.get(cfg.family).data_needs(cfg.model)
+    kinds = needs.kinds
     if spec.kind not in kinds:
         raise DataError(f"--data {cfg.data.spec!r}: family {cfg.family} trains on {' or '.join(kinds)} data, "
                         f"not {spec.kind}")
     if spec.length is not None and list(cfg.data.lengths) != [spec.length]:
         raise DataError(f"data.lengths: {cfg.data.lengths} but --data {cfg.data.spec} holds windows of length "
                         f"{spec.length}; set data.lengths to [{spec.length}]")
+    shape = window_shape(spec)
+    if needs.channels is not None and shape is not None and shape[1] != needs.channels:
+        raise DataError(f"model.channels: {needs.channels} but --data {cfg.data.spec} has K={shape[1]} numeric "
+                        f"column(s); set model.channels={shape[1]} (presets read it from --data)")
 
 
 def run(cfg: RunConfig, run_dir: Path, *, address: str | None = None, resume: bool = False) -> TrainResult:

@@ -70,7 +70,7 @@ class STDiffFamily(FamilyModule):
 
     @classmethod
     def data_needs(cls, cfg: STDiffConfig) -> DataNeeds:
-        return DataNeeds(kinds=("sines", "csv"))
+        return DataNeeds(kinds=("sines", "csv"), channels=cfg.channels)
 
     @classmethod
     def max_length(cls, cfg: STDiffConfig) -> int:

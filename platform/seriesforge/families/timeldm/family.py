@@ -71,7 +71,7 @@ class TimeLDMFamily(FamilyModule):
 
     @classmethod
     def data_needs(cls, cfg: TimeLDMConfig) -> DataNeeds:
-        return DataNeeds(kinds=("sines", "csv"))
+        return DataNeeds(kinds=("sines", "csv"), channels=cfg.channels)
 
     @classmethod
     def max_length(cls, cfg: TimeLDMConfig) -> int:
