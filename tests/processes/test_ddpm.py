@@ -262,3 +262,19 @@ def test_tiny_mlp_reduces_training_loss_on_two_points():
         opt.step()
     after = held_out_loss()
     assert after < 0.6 * before, (before, after)
+
+
+def test_x0_bound_keeps_a_wrong_network_within_the_data_range():
+    """A network that is slightly wrong everywhere diverges on the cosine schedule's last steps; bounding x̂0 by
+    the data's range keeps every step's prediction, and so the sample, inside it."""
+    torch.manual_seed(0)
+    diffusion = GaussianDiffusion(num_steps=1000, schedule="cosine")
+    noise = torch.randn(64, 8)
+
+    def wrong(x, t):  # the right ε for data at 0, plus an error that is small in distribution and grows outside
+        return x / torch.sqrt(1 - diffusion.alphas_cumprod[t.long()])[:, None] + 0.02 * (1 + x**2)
+
+    free = diffusion.sample(wrong, noise, method="ddim", steps=50)
+    bounded = diffusion.sample(wrong, noise, method="ddim", steps=50, x0_bound=torch.full((8,), 2.0))
+    assert not (free.abs().max() < 10)  # the unbounded sampler leaves the data range by far (or overflows)
+    assert bounded.abs().max() <= 2.0 + 1e-5

@@ -15,6 +15,11 @@ from torch import nn
 from seriesforge.errors import ConfigError, RequestError
 
 
+# Headroom of a diffusion sampler's x̂0 bound over the largest magnitude seen in training, per element (ST-Diff
+# videos, TimeLDM latents): a decision of ours, see `GaussianDiffusion.sample(x0_bound=...)`.
+X0_MARGIN = 1.2
+
+
 class FamilyModule(nn.Module):
     """nn.Module with the optional `Family` hooks as no-ops."""
 

@@ -49,6 +49,16 @@ def _draw_normal(shape: torch.Size, like: Tensor, generator: torch.Generator | N
     return torch.randn(shape, generator=generator, device=draw_device, dtype=like.dtype).to(like.device)
 
 
+def _bounded_prediction(x: Tensor, eps: Tensor, ab: float, bound: Tensor | float | None) -> tuple[Tensor, Tensor]:
+    """(x̂0, ε̂) at ᾱ = ab; with a bound, x̂0 is clamped to [−bound, bound] and ε̂ made consistent with it."""
+    x0_hat = (x - math.sqrt(1.0 - ab) * eps) / math.sqrt(ab)            # (B, ...)
+    if bound is None:
+        return x0_hat, eps
+    limit = torch.as_tensor(bound, dtype=x.dtype, device=x.device)
+    x0_hat = torch.maximum(torch.minimum(x0_hat, limit), -limit)
+    return x0_hat, (x - math.sqrt(ab) * x0_hat) / math.sqrt(1.0 - ab)
+
+
 def cosine_alphas_cumprod(n: np.ndarray, num_steps: int, s: float) -> np.ndarray:
     """Closed-form cosine ᾱ(n) = f(n) / f(0), f(n) = cos²(((n/N) + s) / (1 + s) · π/2) (float64, unclipped)."""
     def f(u: np.ndarray | float) -> np.ndarray:
@@ -209,6 +219,7 @@ class GaussianDiffusion:
         eta: float = 0.0,
         generator: torch.Generator | None = None,
         progress: Callable[[int], object] | None = None,
+        x0_bound: Tensor | float | None = None,
     ) -> Tensor:
         """Run the reverse process from ``noise`` (taken as x_{N−1}) to x̂0, under ``torch.no_grad``.
 
@@ -225,6 +236,11 @@ class GaussianDiffusion:
             eta: DDIM stochasticity (≥ 0); ignored by ``ddpm``, whose variance is fixed to β̃.
             generator: Optional RNG for the injected noise.
             progress: Optional callable, called with the step index (0 … S−1) after each step.
+            x0_bound: Optional bound on the predicted x̂0 at every step, a number or a tensor broadcastable to one
+                sample (…): x̂0 is clamped to [−bound, bound] and ε̂ recomputed from it (improved-DDPM's
+                ``clip_denoised``, generalised). Near the end of the cosine schedule ᾱ ≈ 2.4e-9, so each unit
+                of ε error becomes ~2·10⁴ units of x̂0 error; bounding x̂0 by the data's range keeps a slightly
+                wrong network from diverging. None: no bound.
 
         Returns:
             x̂0, shape and dtype of ``noise``.
@@ -250,19 +266,20 @@ class GaussianDiffusion:
             n_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
             t = self._network_time(torch.full((x.shape[0],), n), x)     # (B,) float index n
             eps = eps_fn(x, t)                                          # (B, ...)
-            x = step_fn(x, eps, n, n_prev, eta, generator)              # (B, ...)
+            x = step_fn(x, eps, n, n_prev, eta, generator, x0_bound)    # (B, ...)
             if progress is not None:
                 progress(i)
         return x
 
     def _ddpm_step(
-        self, x: Tensor, eps: Tensor, n: int, n_prev: int, eta: float, generator: torch.Generator | None
+        self, x: Tensor, eps: Tensor, n: int, n_prev: int, eta: float, generator: torch.Generator | None,
+        bound: Tensor | float | None,
     ) -> Tensor:
         # x_{n−1} ~ N(μ̃(x̂0, x_n), β̃_n): posterior q(x_{n−1} | x_n, x0) evaluated at x̂0 (Ho et al. eq. 6–7).
         ab, ab_prev = self._alpha_bar_pair(n, n_prev)
         alpha = ab / ab_prev
         beta = 1.0 - alpha
-        x0_hat = (x - math.sqrt(1.0 - ab) * eps) / math.sqrt(ab)        # (B, ...)
+        x0_hat, _ = _bounded_prediction(x, eps, ab, bound)              # (B, ...)
         coef_x0 = beta * math.sqrt(ab_prev) / (1.0 - ab)
         coef_xt = (1.0 - ab_prev) * math.sqrt(alpha) / (1.0 - ab)
         mean = coef_x0 * x0_hat + coef_xt * x                           # (B, ...)
@@ -272,11 +289,12 @@ class GaussianDiffusion:
         return mean + math.sqrt(variance) * _draw_normal(x.shape, x, generator)
 
     def _ddim_step(
-        self, x: Tensor, eps: Tensor, n: int, n_prev: int, eta: float, generator: torch.Generator | None
+        self, x: Tensor, eps: Tensor, n: int, n_prev: int, eta: float, generator: torch.Generator | None,
+        bound: Tensor | float | None,
     ) -> Tensor:
         # Song et al. eq. 12: x_prev = sqrt(ᾱ_prev) x̂0 + sqrt(1 − ᾱ_prev − σ²) ε̂ + σ z.
         ab, ab_prev = self._alpha_bar_pair(n, n_prev)
-        x0_hat = (x - math.sqrt(1.0 - ab) * eps) / math.sqrt(ab)        # (B, ...)
+        x0_hat, eps = _bounded_prediction(x, eps, ab, bound)            # (B, ...) each
         sigma = eta * math.sqrt(max((1.0 - ab_prev) / (1.0 - ab) * (1.0 - ab / ab_prev), 0.0))
         direction = math.sqrt(max(1.0 - ab_prev - sigma**2, 0.0))
         x_prev = math.sqrt(ab_prev) * x0_hat + direction * eps          # (B, ...)

@@ -22,8 +22,8 @@ from torch import nn
 
 from seriesforge.config import RunConfig
 from seriesforge.errors import ConfigError
-from seriesforge.families.base import (FamilyModule, check_channels, check_window_request, check_window_shape,
-                                       ddpm_request)
+from seriesforge.families.base import (X0_MARGIN, FamilyModule, check_channels, check_window_request,
+                                       check_window_shape, ddpm_request)
 from seriesforge.families.stdiff import config as presets_module
 from seriesforge.families.stdiff.config import STDiffConfig
 from seriesforge.families.stdiff.model import STDiffDenoiser
@@ -53,6 +53,11 @@ class STDiffFamily(FamilyModule):
         # The weight EMA (decision: 0.999) is a frozen copy the optimiser never sees; sampling uses it.
         self.denoiser_ema = copy.deepcopy(self.denoiser).requires_grad_(False) if cfg.ema_decay > 0 else None
         self.diffusion = GaussianDiffusion(num_steps=cfg.diffusion_steps, schedule=cfg.schedule)
+        # Decision: the sampler bounds each element of the predicted clean video by X0_MARGIN x its largest
+        # magnitude in the training sample (inf until data_init sets it). Without a bound, the cosine schedule's
+        # last steps amplify small ε errors ~10^2-10^4x: our first Sines run sampled values of +-780.
+        g = self.geometry
+        self.register_buffer("x0_bound", torch.full((g.frames, 3, g.bins, cfg.channels), float("inf")))
 
     # -- registry hooks --------------------------------------------------------------------------------------
     @classmethod
@@ -96,7 +101,9 @@ class STDiffFamily(FamilyModule):
             raise ConfigError("data: stdiff derives its video scaling and attention biases from training windows")
         geometry = geometry_for_length(cfg.length, cfg.variant)
         videos = to_video(torch.as_tensor(series, dtype=torch.float32), geometry)  # (N, T, 3, F, K)
-        out = {f"scaler.{k}": v for k, v in VideoScaler.statistics(videos).items()}
+        scaler = VideoScaler.fit(videos)
+        out = {f"scaler.{k}": v for k, v in scaler.state_dict().items()}
+        out["x0_bound"] = X0_MARGIN * scaler.standardise(videos).abs().amax(dim=0)  # (T, 3, F, K)
         probe = STDiffDenoiser(frames=geometry.frames, bins=geometry.bins, covariates=cfg.channels,
                                patch_f=cfg.patch_f, dim=cfg.num_heads * 2, depth=cfg.depth, num_heads=cfg.num_heads)
         biases = probe.bias_state(covariate_correlation(videos),
@@ -153,6 +160,6 @@ class STDiffFamily(FamilyModule):
                             device=draw_device).to(device)  # (n, T, 3, F, K)
         method, steps = ddpm_request(self.diffusion, self.cfg.sampler, self.cfg.sample_steps, steps)
         v0 = self.diffusion.sample(net, noise, method=method, steps=steps, eta=self.cfg.eta, generator=generator,
-                                   progress=progress)
+                                   progress=progress, x0_bound=self.x0_bound)
         x = from_video(self.scaler.unstandardise(v0), g)  # (n, L, K)
         return x.transpose(1, 2).contiguous()  # (n, K, L)

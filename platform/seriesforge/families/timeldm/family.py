@@ -19,8 +19,8 @@ from torch import nn
 
 from seriesforge.config import RunConfig
 from seriesforge.errors import ConfigError
-from seriesforge.families.base import (FamilyModule, check_channels, check_window_request, check_window_shape,
-                                       ddpm_request)
+from seriesforge.families.base import (X0_MARGIN, FamilyModule, check_channels, check_window_request,
+                                       check_window_shape, ddpm_request)
 from seriesforge.families.timeldm import config as presets_module
 from seriesforge.families.timeldm.config import TimeLDMConfig
 from seriesforge.families.timeldm.model import AdaptiveBeta, MLPDiffusion, TimeLDMVAE, vae_loss
@@ -54,6 +54,10 @@ class TimeLDMFamily(FamilyModule):
         # std of the latents (EMA while the VAE trains); with latent_scale=auto they are divided by
         # latent_std / data_scale before diffusion, so the process sees the data scale it assumes
         self.register_buffer("latent_std", torch.ones(()))
+        # Decision: the DDPM/DDIM sampler bounds each predicted latent element by X0_MARGIN x the largest magnitude
+        # seen while the LDM trained (0: not yet seen, no bound); the last steps of a schedule otherwise amplify
+        # small ε errors into latents far outside what the decoder was trained on.
+        self.register_buffer("latent_bound", torch.zeros(cfg.length * cfg.token_dim))
         self.stage = self.stages[-1]
 
     # -- registry hooks --------------------------------------------------------------------------------------
@@ -111,6 +115,9 @@ class TimeLDMFamily(FamilyModule):
         with torch.no_grad():
             mu, logvar = self.vae.encode(x)
             z = self._to_process(self.vae.reparameterise(mu, logvar))  # (B, L·D), as the code's latent table
+            if self.training:
+                torch.maximum(self.latent_bound, z.abs().amax(dim=0).to(self.latent_bound.dtype),
+                              out=self.latent_bound)
         if isinstance(self.process, EDM):
             loss = self.process.training_loss(self.ldm, z)
         else:
@@ -151,7 +158,8 @@ class TimeLDMFamily(FamilyModule):
                                     progress=progress)
         else:
             method, steps = ddpm_request(self.process, self.cfg.sampler, self.cfg.sample_steps, steps)
+            bound = X0_MARGIN * self.latent_bound if bool(self.latent_bound.any()) else None
             z = self.process.sample(self.ldm, noise, method=method, steps=steps, generator=generator,
-                                    progress=progress)
+                                    progress=progress, x0_bound=bound)
         z = (z * self._scale()).reshape(n, self.cfg.length, self.cfg.token_dim)  # (n, L, D)
         return self.vae.decode(z).transpose(1, 2).contiguous()  # (n, K, L)
