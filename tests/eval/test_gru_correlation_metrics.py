@@ -178,7 +178,17 @@ def test_predictive_bad_input():
     with pytest.raises(ValueError, match="K = 1"):
         predictive_score(sines(20, channels=1, seed=0), sines(20, channels=1, seed=1), seed=0, iterations=1)
     out_of_range = sines(20, seed=1) * 2
-    with pytest.raises(ValueError, match=r"generated: predictive targets .* \[0, 1\]"):
-        predictive_score(sines(20, seed=0), out_of_range, seed=0, iterations=1)
+    with pytest.raises(ValueError, match=r"real: predictive targets .* \[0, 1\]"):
+        predictive_score(out_of_range, sines(20, seed=0), seed=0, iterations=1)
     with pytest.raises(ValueError, match="share"):
         predictive_score(sines(20, seed=0), sines(20, length=12, seed=1), seed=0, iterations=1)
+
+
+def test_predictive_clips_generated_targets_outside_unit_range_and_reports_it():
+    real = sines(64, 12, 3, seed=1)
+    fake = sines(64, 12, 3, seed=2)
+    fake[:, :, -1] = fake[:, :, -1] * 1.2 - 0.1  # an unclipped sampler: targets in [-0.1, 1.1]
+    out = predictive_score(real, fake, iterations=20, batch_size=16, seed=0)
+    assert 0 < out["generated_targets_clipped"] < 1 and np.isfinite(out["value"])
+    with pytest.raises(ValueError, match="real"):  # the real data must be in [0, 1]
+        predictive_score(fake, real, iterations=5, batch_size=16, seed=0)

@@ -83,6 +83,7 @@ def write(req, data, protocol, subjects: dict, rows: list[dict], *, generator, g
         "assets": next((p.assets for pairs in subjects.values() for p in pairs.values()), {}),
         "sizes": {s: {scope: {"real": len(p.real), "generated": len(p.generated)} for scope, p in pairs.items()}
                   for s, pairs in subjects.items()},
+        "outside_unit_range": _outside_unit_range(data, subjects),
         "generation_seconds": generation_s, "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "results": rows, "summary": summary, "unreliable": reliability(summary),
     }
@@ -96,6 +97,14 @@ def write(req, data, protocol, subjects: dict, rows: list[dict], *, generator, g
     return doc
 
 
+def _outside_unit_range(data, subjects: dict) -> dict[str, float]:
+    """Benchmark suite: the fraction of the model's generated values outside [0, 1], the range of the data and
+    of the metrics (ST-Diff records it: its samples are not clipped)."""
+    if data.suite != "benchmark" or "model" not in subjects:
+        return {}
+    return {scope: float(np.mean((p.generated < 0.0) | (p.generated > 1.0))) for scope, p in subjects["model"].items()}
+
+
 def markdown(doc: dict) -> str:
     lines = [f"# Evaluation: {doc['dataset']} ({doc['suite']} suite)", "",
              f"- data: `{doc['data']}`; reference: {doc['reference']}",
@@ -104,6 +113,8 @@ def markdown(doc: dict) -> str:
              f"{doc['protocol']['seed']}; values are mean ± 95% t-interval over repeats"]
     if doc["protocol"]["name"] != "paper":
         lines.append("- **smoke protocol: reduced training budgets inside the metrics; not comparable with papers**")
+    for scope, fraction in (doc.get("outside_unit_range") or {}).items():
+        lines.append(f"- generated values outside [0, 1] ({scope}; samples are not clipped): {fraction:.2%}")
     if doc["assets"].get("fcn_accuracy"):
         lines.append(f"- FCN feature extractor test accuracy: {float(doc['assets']['fcn_accuracy']):.3f}")
     for scope, subjects in doc["summary"].items():
