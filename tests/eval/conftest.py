@@ -4,12 +4,8 @@ more threads made them 5-10x slower). The caller's setting is restored afterward
 from __future__ import annotations
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _metrics_use_one_thread(one_torch_thread):  # tests/conftest.py
     yield
-    torch.set_num_threads(before)

@@ -8,13 +8,7 @@ from seriesforge.families.stdiff.model import AxisAttention, STDiffDenoiser, app
 TINY = dict(dim=32, depth=2, num_heads=2)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors: thread start-up and contention on the shared 2-core machine cost more than the maths.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def denoiser(frames=8, bins=6, covariates=3, patch_f=2, seed=0, **kw):

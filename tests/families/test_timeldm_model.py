@@ -139,29 +139,24 @@ def test_adaptive_beta_validates(kwargs, name):
 # ----- training -----------------------------------------------------------------------------------------------
 
 
-def test_tiny_vae_learns_sines():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matmuls: extra threads only add contention on a shared CPU (~20x slower)
-    try:
-        x = sine_windows(64, 24, 5)
-        vae = make_vae(factor=4, num_layers=1)
-        opt = torch.optim.Adam(vae.parameters(), lr=3e-3)
+def test_tiny_vae_learns_sines(one_torch_thread):  # tests/conftest.py: tiny matmuls, one thread
+    x = sine_windows(64, 24, 5)
+    vae = make_vae(factor=4, num_layers=1)
+    opt = torch.optim.Adam(vae.parameters(), lr=3e-3)
 
-        def recon() -> float:
-            with torch.no_grad():
-                x_hat, mu, logvar = vae(x, generator=torch.Generator().manual_seed(0))
-                return vae_loss(x, x_hat, mu, logvar, 1e-2)[1]["recon"]
+    def recon() -> float:
+        with torch.no_grad():
+            x_hat, mu, logvar = vae(x, generator=torch.Generator().manual_seed(0))
+            return vae_loss(x, x_hat, mu, logvar, 1e-2)[1]["recon"]
 
-        before = recon()
-        for _ in range(150):
-            x_hat, mu, logvar = vae(x)
-            loss, _ = vae_loss(x, x_hat, mu, logvar, 1e-2)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        after = recon()
-    finally:
-        torch.set_num_threads(threads)
+    before = recon()
+    for _ in range(150):
+        x_hat, mu, logvar = vae(x)
+        loss, _ = vae_loss(x, x_hat, mu, logvar, 1e-2)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = recon()
     assert after < 0.2 * before, (before, after)  # measured: 0.93 -> 0.05
 
 

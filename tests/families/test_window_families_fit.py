@@ -14,12 +14,7 @@ from seriesforge.errors import RequestError
 WINDOWS = sines(64, 24, seed=3)  # (64, 24, 5) in [0.5, 1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def _family(name: str, *sets: str):

@@ -44,13 +44,7 @@ def gaussian_ode_target(diffusion, noise):
     return MU + S * (noise - math.sqrt(ab_T) * MU) / math.sqrt(ab_T * S**2 + 1 - ab_T)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids contention on shared CI cores (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def _noise(*shape, seed=0):

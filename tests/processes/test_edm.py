@@ -42,13 +42,7 @@ def gaussian(x, sigma):
     return MU + S**2 / (S**2 + sigma**2) * (x - MU)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids contention on shared CI cores (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def _noise(*shape, seed=0):

@@ -33,6 +33,14 @@ class FamilyModule(nn.Module):
     def observe(self, metrics: dict[str, float]) -> dict[str, float]:
         return {}
 
+    def train_only(self, trainable: nn.Module) -> list[nn.Parameter]:
+        """Freeze every parameter, then unfreeze `trainable`'s; returns them (what `set_stage` hands the optimiser)."""
+        for p in self.parameters():
+            p.requires_grad_(False)
+        for p in trainable.parameters():
+            p.requires_grad_(True)
+        return list(trainable.parameters())
+
 
 def window_shape_from_spec(spec: str) -> tuple[int, int]:
     """(L, K) of the windows a `sines:L` or `csv:PATH:L` SPEC names, read cheaply (the CSV's header and first row),

@@ -119,11 +119,7 @@ class STDiffFamily(FamilyModule):
     def set_stage(self, stage: str) -> list[nn.Parameter]:
         if stage not in self.stages:
             raise ConfigError(f"stage: {stage!r} is not an stdiff stage ({', '.join(self.stages)})")
-        for p in self.parameters():
-            p.requires_grad_(False)
-        for p in self.denoiser.parameters():
-            p.requires_grad_(True)
-        return list(self.denoiser.parameters())
+        return self.train_only(self.denoiser)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> LossOutput:
         x = batch["series"]  # (B, L, K) in [0, 1]

@@ -95,12 +95,7 @@ class T2SFamily(FamilyModule):
         if stage not in self.stages:
             raise ConfigError(f"stage: {stage!r} is not a T2S stage ({', '.join(self.stages)})")
         self.stage = stage
-        trainable = self.autoencoder if stage == "autoencoder" else self.denoiser
-        for p in self.parameters():
-            p.requires_grad_(False)
-        for p in trainable.parameters():
-            p.requires_grad_(True)
-        return list(trainable.parameters())
+        return self.train_only(self.autoencoder if stage == "autoencoder" else self.denoiser)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> LossOutput:
         x = batch["series"]  # (B, L)

@@ -96,12 +96,7 @@ class TimeLDMFamily(FamilyModule):
         if stage not in self.stages:
             raise ConfigError(f"stage: {stage!r} is not a timeldm stage ({', '.join(self.stages)})")
         self.stage = stage
-        trainable = self.vae if stage == "vae" else self.ldm
-        for p in self.parameters():
-            p.requires_grad_(False)
-        for p in trainable.parameters():
-            p.requires_grad_(True)
-        return list(trainable.parameters())
+        return self.train_only(self.vae if stage == "vae" else self.ldm)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> LossOutput:
         x = batch["series"].float()  # (B, L, K) in [0, 1]
