@@ -85,13 +85,15 @@ def write_untrained_checkpoint(path: Path, *, weight_seed: int) -> Path:
 
 
 def write_untrained_window_checkpoint(path: Path, family: str, *, weight_seed: int = 0) -> Path:
-    """A final-stage debug checkpoint of a window family (timeldm, stdiff) on sines:24 (K = 5), with its
-    data-derived values (`data_init`) from 64 Sines windows, as a trained run would carry."""
+    """A final-stage debug checkpoint of a fixed-length family: a window family (timeldm, stdiff) on sines:24
+    (K = 5), with its data-derived values (`data_init`) from 64 Sines windows, as a trained run would carry; or a
+    UCR family (timevqvae, timevqvdm) at the UCR placeholder shape (L = 150, 2 classes)."""
     from seriesforge import checkpoint, config as C, registry
     from seriesforge.data.sources.windows import sines
 
-    cfg = registry.preset_config(family, "debug", "sines:24")
     cls = registry.get(family)
+    ucr = "ucr" in cls.data_needs(cls.Config()).kinds
+    cfg = registry.preset_config(family, "debug", "ucr:/unused" if ucr else "sines:24")
     torch.manual_seed(weight_seed)
     model = cls(cfg.model)
     model.load_state_dict(cls.data_init(cfg.model, sines(64, 24, seed=0)), strict=False)

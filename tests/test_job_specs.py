@@ -19,4 +19,4 @@ def test_job_spec_resolves(path):
     cfg = registry.build_run_config(spec["family"], preset=spec.get("preset", "debug"), data_spec=spec["data"],
                                     sets=sets)
     assert cfg.family == spec["family"] and spec["out"]
-    assert {"t2s", "timeldm", "stdiff"} <= {yaml.safe_load(p.read_text())["family"] for p in SPECS}
+    assert {"t2s", "timeldm", "stdiff", "timevqvae", "timevqvdm"} <= {yaml.safe_load(p.read_text())["family"] for p in SPECS}

@@ -135,6 +135,12 @@ def _add_train(sub) -> None:
                        help="deepspeed (ZeRO stage from strategy.zero_stage), ddp, or single (one process)")
     train.add_argument("--resume", type=Path, metavar="RUN_DIR",
                        help="continue RUN_DIR from its latest checkpoint (optimizer state and step restored)")
+    train.add_argument("--from", dest="from_checkpoint", type=Path, metavar="CKPT",
+                       help="start from this checkpoint (e.g. RUN_DIR/stages/0_vqvae): its config and weights; "
+                            "the stages it has done are skipped. --preset is not used; --set/--config still apply")
+    train.add_argument("--stage", action="append", metavar="NAME",
+                       help="with --from: train only this stage (repeatable), e.g. re-run a prior on a stored "
+                            "tokenizer")
     train.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else an embedded Ray)")
     train.set_defaults(func=cmd_train)
 
@@ -168,6 +174,11 @@ def _add_generate(sub) -> None:
     cond.add_argument("--n", type=int, help="number of unconditional samples")
     gen.add_argument("--length", type=int, action="append", required=True,
                      help="series length; repeat for several (not with .npy)")
+    gen.add_argument("--label", type=int, action="append", metavar="CLASS",
+                     help="with --n: class-conditional samples of this class (0..C-1, the UCR reader's encoding; "
+                          "repeatable, one panel per class)")
+    gen.add_argument("--refine", action="store_true",
+                     help="apply the model's refiner to each sample (TimeVQVAE's neural mapper, stage 'mapper')")
     gen.add_argument("--samples-per-caption", type=int, default=1, help="samples drawn per caption (default 1)")
     gen.add_argument("--steps", type=int, help="ODE/sampler steps (default from the checkpoint's config)")
     gen.add_argument("--guidance", type=float, help="classifier-free guidance scale (default from config)")
@@ -283,19 +294,20 @@ def cmd_train(args) -> int:
             tree = C.merge(tree, C.load_yaml(args.config)) if args.config else tree
             cfg = registry.resolve_config(C.merge(tree, C.parse_set(args.set)))
         run_dir = args.resume
+    elif args.from_checkpoint:
+        cfg = launch.config_from_checkpoint(args.from_checkpoint, stages=args.stage or [], family=args.family,
+                                            data_spec=args.data, config_file=args.config, sets=_train_sets(args))
+        if not args.out:
+            raise SeriesforgeError("train: --out is required with --from (a new run directory)")
+        run_dir = args.out
     else:
         for flag, value in (("FAMILY", args.family), ("--data", args.data), ("--out", args.out)):
             if not value:
                 raise SeriesforgeError(f"train: {flag} is required (or use --resume RUN_DIR)")
-        sets = list(args.set)
-        if args.workers is not None:
-            sets.append(f"scaling.num_workers={args.workers}")
-        if args.strategy:
-            sets.append(f"strategy.kind={args.strategy}")
-            if args.strategy == "single" and args.workers is None:
-                sets.append("scaling.num_workers=1")
+        if args.stage:
+            raise SeriesforgeError("train: --stage re-runs a stage from a stored checkpoint; give --from CKPT")
         cfg = registry.build_run_config(args.family, preset=args.preset, data_spec=args.data,
-                                        config_file=args.config, sets=sets)
+                                        config_file=args.config, sets=_train_sets(args))
         run_dir = args.out
     result = launch.run(cfg, run_dir, address=args.address, resume=bool(args.resume))
     ckpt = result.checkpoint
@@ -306,23 +318,41 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _train_sets(args) -> list[str]:
+    """--set overrides plus the ones --workers and --strategy stand for."""
+    sets = list(args.set)
+    if args.workers is not None:
+        sets.append(f"scaling.num_workers={args.workers}")
+    if args.strategy:
+        sets.append(f"strategy.kind={args.strategy}")
+        if args.strategy == "single" and args.workers is None:
+            sets.append("scaling.num_workers=1")
+    return sets
+
+
 def cmd_generate(args) -> int:
     from tqdm import tqdm
 
     from seriesforge import outputs
 
     outputs.check_output_path(args.out, len(args.length))
+    if args.label and args.caption:
+        raise SeriesforgeError("--label goes with --n (class-conditional samples), not with --caption")
     sample, source, close = _sampler(args)
-    captions = args.caption or [None]
+    # one panel per (condition, length): a caption, a class label, or nothing
+    conditions = [("caption", c) for c in args.caption] if args.caption else (
+        [("label", c) for c in args.label] if args.label else [(None, None)])
     panels = []
-    total = len(captions) * len(args.length)
+    total = len(conditions) * len(args.length)
     with tqdm(total=total, unit="panel", desc="generate", disable=total < 2) as bar:
-        for caption in captions:
+        for kind, value in conditions:
             for length in args.length:
-                k = args.samples_per_caption if caption is not None else args.n
-                samples = sample(n=k, length=length, captions=[caption] * k if caption is not None else None,
-                                 steps=args.steps, seed=args.seed, guidance=args.guidance)
-                panels.append(outputs.Panel(caption=caption, length=length, samples=samples))
+                k = args.samples_per_caption if kind == "caption" else args.n
+                samples = sample(n=k, length=length, captions=[value] * k if kind == "caption" else None,
+                                 labels=[value] * k if kind == "label" else None, steps=args.steps,
+                                 seed=args.seed, guidance=args.guidance, refine=args.refine)
+                title = value if kind == "caption" else (f"class {value}" if kind == "label" else None)
+                panels.append(outputs.Panel(caption=title, length=length, samples=samples))
                 bar.update(1)
     close()
     outputs.write(args.out, panels)
@@ -331,8 +361,8 @@ def cmd_generate(args) -> int:
 
 
 def _sampler(args):
-    """(sample(n=, length=, captions=, steps=, seed=, guidance=) -> (n, K, L), source name, close) for
-    --checkpoint (the local Generator) or --endpoint (the HTTP client)."""
+    """(sample(n=, length=, captions=, labels=, steps=, seed=, guidance=, refine=) -> (n, K, L), source name,
+    close) for --checkpoint (the local Generator) or --endpoint (the HTTP client)."""
     if args.checkpoint is not None:
         from seriesforge.generate import load
 
@@ -353,9 +383,12 @@ def _sampler(args):
             raise SeriesforgeError(f"--api-key-env: environment variable {args.api_key_env} is not set or empty")
     client = Client(args.endpoint, api_key=key)
 
-    def sample(*, n, length, captions, steps, seed, guidance):
-        return client.generate(args.model, length=length, captions=captions, n=None if captions else n, seed=seed,
-                               steps=steps, guidance=guidance)
+    def sample(*, n, length, captions, labels, steps, seed, guidance, refine):
+        if refine:
+            raise SeriesforgeError("--refine: ask the server's deployment for refined samples (not per request yet)")
+        return client.generate(args.model, length=length, captions=captions,
+                               n=None if captions or labels else n, seed=seed, steps=steps, guidance=guidance,
+                               class_labels=labels)
 
     return sample, f"{args.endpoint} (model {args.model})", client.close
 

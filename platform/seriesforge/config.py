@@ -255,9 +255,11 @@ class OptimConfig:
     grad_clip: float = 1.0  # max global grad norm; 0 disables
     schedule: Literal["constant", "onecycle", "cosine"] = "constant"
     warmup_steps: int = 0
+    min_lr_ratio: float = 0.0  # cosine: decays to lr * min_lr_ratio (TimeVQVAE: 5e-3 -> 5e-4, ratio 0.1)
 
     def __post_init__(self) -> None:
         require(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
+        require(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio}")
         require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
         require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas", "must be two values in [0, 1)")
         require(self.grad_clip >= 0, "grad_clip", f"must be >= 0, got {self.grad_clip}")
@@ -316,6 +318,18 @@ class ScalingConfig:
 
 
 @dataclass(kw_only=True)
+class StartConfig:
+    """Where a run's first stage starts: from scratch (the default), or from another run's stage checkpoint.
+
+    `seriesforge train FAMILY --from CKPT [--stage NAME]` fills this in, so the saved config.json records the run's
+    lineage and `--resume` continues it with the same stages.
+    """
+
+    from_checkpoint: str = ""  # a checkpoint directory whose weights the first trained stage starts from
+    only_stages: list[str] = field(default_factory=list)  # train just these stages ([]: every stage not yet done)
+
+
+@dataclass(kw_only=True)
 class RunConfig:
     """Everything a training run needs. `model` is the family's own config dataclass."""
 
@@ -327,8 +341,11 @@ class RunConfig:
     loop: LoopConfig = field(default_factory=LoopConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
+    start: StartConfig = field(default_factory=StartConfig)
 
     def __post_init__(self) -> None:
+        unknown = [s for s in self.start.only_stages if s not in self.stages]
+        require(not unknown, "start.only_stages", f"{unknown} are not stages of this run ({list(self.stages)})")
         if self.strategy.kind == "single":
             require(self.scaling.num_workers == 1, "scaling.num_workers",
                     f"strategy.kind='single' runs one worker, got {self.scaling.num_workers}")

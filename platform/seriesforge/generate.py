@@ -41,18 +41,41 @@ class Generator:
     def describe(self) -> dict:
         return _description(self.info, self.cfg, type(self.model))
 
-    def sample(self, *, n: int, length: int, captions: Sequence[str] | None = None, steps: int | None = None,
-               seed: int = 0, guidance: float | None = None, progress=None) -> np.ndarray:
-        """`n` series of `length` points: float32 (n, K, L). With captions, n must equal len(captions).
+    @property
+    def num_classes(self) -> int:
+        return int(self.model.num_classes(self.cfg.model))
 
-        T2S output is in per-series [0, 1] units (the training scaling, `data.scaling`).
+    def sample(self, *, n: int, length: int, captions: Sequence[str] | None = None,
+               labels: Sequence[int] | None = None, steps: int | None = None, seed: int = 0,
+               guidance: float | None = None, refine: bool = False, progress=None) -> np.ndarray:
+        """`n` series of `length` points: float32 (n, K, L). With captions or class labels, n must equal their count.
+
+        T2S output is in per-series [0, 1] units (the training scaling, `data.scaling`); UCR families' output is in
+        the dataset-standardised units they trained on. `refine` applies a family's post-hoc refiner (TimeVQVAE's
+        neural mapper); families without one refuse it.
         """
         self._check_request(n=n, length=length, captions=captions, steps=steps)
+        self._check_labels(n, labels)
+        condition = list(captions) if captions else ([int(v) for v in labels] if labels is not None else None)
+        extra = {"refine": True} if refine else {}
+        if refine and not getattr(self.model, "can_refine", False):
+            raise RequestError(f"refine: the {self.family} model has no trained refiner")
         generator = torch.Generator(device="cpu").manual_seed(int(seed))
         with torch.no_grad():
-            out = self.model.sample(n=n, length=length, condition=list(captions) if captions else None,
-                                    steps=steps, guidance=guidance, generator=generator, progress=progress)
+            out = self.model.sample(n=n, length=length, condition=condition, steps=steps, guidance=guidance,
+                                    generator=generator, progress=progress, **extra)
         return out.float().cpu().numpy()
+
+    def _check_labels(self, n: int, labels: Sequence[int] | None) -> None:
+        if labels is None:
+            return
+        if self.conditions != "class":
+            raise RequestError(f"labels: the {self.family} model is not class-conditioned")
+        if len(labels) != n:
+            raise RequestError(f"labels: got {len(labels)} class labels for n={n} (give one per series)")
+        for i, v in enumerate(labels):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= int(v) < self.num_classes:
+                raise RequestError(f"labels[{i}]: must be a class in [0, {self.num_classes - 1}], got {v!r}")
 
     def _check_request(self, *, n: int, length: int, captions: Sequence[str] | None, steps: int | None) -> None:
         if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
@@ -91,7 +114,8 @@ def describe(path: str | Path) -> dict:
 def _description(info: CheckpointInfo, cfg: RunConfig, family: Any) -> dict:
     return {"family": cfg.family, "checkpoint": str(info.path), "stage": info.meta["stage"],
             "step": info.meta["step"], "conditions": family.conditions, "max_length": family.max_length(cfg.model),
-            "trained_lengths": list(cfg.data.lengths), "scaling": cfg.data.scaling}
+            "trained_lengths": list(cfg.data.lengths), "scaling": cfg.data.scaling,
+            "num_classes": int(family.num_classes(cfg.model)) if hasattr(family, "num_classes") else 0}
 
 
 def _checked_config(info: CheckpointInfo) -> tuple[RunConfig, Any]:
@@ -101,17 +125,17 @@ def _checked_config(info: CheckpointInfo) -> tuple[RunConfig, Any]:
     except ConfigError as err:
         raise CheckpointError(f"checkpoint {info.path}/config.json: {err}") from None
     family = registry.get(cfg.family)
-    last = family.stages[-1]
-    if info.meta["stage"] != last:
-        raise CheckpointError(f"checkpoint {info.path}: saved during stage {info.meta['stage']!r}; {cfg.family} "
-                              f"generates once its last stage {last!r} has trained (pass a later checkpoint)")
+    needed = getattr(family, "sampling_stage", None) or family.stages[-1]
+    stage = info.meta["stage"]
+    if stage not in family.stages or family.stages.index(stage) < family.stages.index(needed):
+        raise CheckpointError(f"checkpoint {info.path}: saved during stage {stage!r}; {cfg.family} "
+                              f"generates once its stage {needed!r} has trained (pass a later checkpoint)")
     return cfg, family
 
 
 def _load(path: str, device: str) -> Generator:
     info = resolve(path)
     cfg, family = _checked_config(info)
-    last = family.stages[-1]
     model = family(cfg.model)
     weights = load_weights(info)
     expected = set(model.state_dict())
@@ -123,7 +147,7 @@ def _load(path: str, device: str) -> Generator:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as err:
         raise CheckpointError(f"checkpoint {info.path}: weights do not fit the config ({str(err)[:200]})") from None
-    model.set_stage(last)
+    model.set_stage(info.meta["stage"])
     model.eval().to(device)
     return Generator(info=info, cfg=cfg, model=model)
 

@@ -33,6 +33,8 @@ class DataNeeds:
     kinds: tuple[str, ...] = ("captions",)  # data SPEC kinds the family trains on (see data/specs.py)
     columns: tuple[str, ...] = ("series",)  # row columns every training batch carries (ucr also has "label")
     channels: int | None = None  # K the model is built for, checked against the data before training starts
+    num_classes: int | None = None  # C of a class-conditioned model, checked against a ucr: SPEC likewise
+    length: int | None = None  # L of a fixed-length model trained on ucr: data (window SPECs name theirs)
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class Family(Protocol):
     Config: ClassVar[type]  # the family's model config dataclass
     stages: ClassVar[tuple[str, ...]]  # trained in this order
     conditions: ClassVar[Condition]  # decides the Serve request schema
+    # the stage after which a checkpoint can generate; None = the last stage (later stages refine, e.g. NM)
+    sampling_stage: ClassVar[str | None]
 
     def __init__(self, cfg: Any) -> None: ...
 
@@ -79,6 +83,16 @@ class Family(Protocol):
         `series`: (N, L, K) float32 numpy training series (a deterministic sample, computed once on the driver, so
         every rank starts from the same values), or None for caption corpora. Return {} when nothing is derived.
         """
+
+    @classmethod
+    def num_classes(cls, cfg: Any) -> int:
+        """Classes a class-conditioned model samples (labels 0..C-1); 0 for other families."""
+
+    def prepare_stage(self, stage: str, reference: Any, *, seed: int) -> dict[str, float]:
+        """Called on every rank before `stage` starts fresh (not on a mid-stage resume), with the earlier stages'
+        weights loaded: data-derived work between stages (TimeVQVDM's latent scalers, NM's τ search).
+        `reference`: the driver's deterministic (N, L, K) training sample (as `data_init`), or None. Must give
+        the same result on every rank (seeded by `seed`); results live in buffers; returns values to log."""
 
     @classmethod
     def validate(cls, run: Any) -> None:

@@ -17,6 +17,8 @@ _FAMILIES: dict[str, str] = {
     "t2s": "seriesforge.families.t2s.family:T2SFamily",
     "timeldm": "seriesforge.families.timeldm.family:TimeLDMFamily",
     "stdiff": "seriesforge.families.stdiff.family:STDiffFamily",
+    "timevqvae": "seriesforge.families.timevqvae.family:TimeVQVAEFamily",
+    "timevqvdm": "seriesforge.families.timevqvdm.family:TimeVQVDMFamily",
 }
 
 
@@ -71,13 +73,19 @@ def build_run_config(family: str, *, preset: str, data_spec: str | None, config_
                      sets: list[str] | None = None) -> C.RunConfig:
     """Preset, then a YAML file, then --set overrides; validated once at the end."""
     cfg = preset_config(family, preset, data_spec or "unset:")
-    tree = C.to_dict(cfg)
+    tree = override(C.to_dict(cfg), config_file=config_file, sets=sets, data_spec=data_spec)
+    if tree.get("family") != family:
+        raise ConfigError(f"family: config says {tree.get('family')!r} but the command trains {family!r}")
+    return resolve_config(tree)
+
+
+def override(tree: dict, *, config_file: str | None = None, sets: list[str] | None = None,
+             data_spec: str | None = None) -> dict:
+    """A config tree with a YAML file, then --set values, then the data SPEC applied (in that order)."""
     if config_file:
         tree = C.merge(tree, C.load_yaml(config_file))
     if sets:
         tree = C.merge(tree, C.parse_set(sets))
     if data_spec:
         tree["data"]["spec"] = data_spec
-    if tree.get("family") != family:
-        raise ConfigError(f"family: config says {tree.get('family')!r} but the command trains {family!r}")
-    return resolve_config(tree)
+    return tree

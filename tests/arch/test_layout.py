@@ -31,16 +31,17 @@ CLI_FLAGS: dict[tuple[str, ...], list[str]] = {
     ("data", "ucr", "inspect"): ["--help", "-h"],
     ("data", "ucr", "prepare"): ["--datasets", "--help", "--on-bad-row", "--out", "--resplit", "--seed", "-h"],
     ("eval",): ["--address", "--checkpoint", "--data", "--help", "--holdout-fraction", "--lengths", "--metrics",
-                "--n", "--out", "--protocol", "--real-vs-real", "--repeats", "--seed", "--steps", "-h"],
+                "--n", "--out", "--protocol", "--real-vs-real", "--refine", "--repeats", "--seed", "--steps", "-h"],
     ("eval", "fcn"): ["--help", "-h"],
     ("eval", "fcn", "train"): ["--cache", "--data", "--epochs", "--help", "--seed", "-h"],
-    ("generate",): ["--api-key-env", "--caption", "--checkpoint", "--endpoint", "--guidance", "--help", "--length",
-                    "--model", "--n", "--out", "--samples-per-caption", "--seed", "--steps", "-h"],
+    ("generate",): ["--api-key-env", "--caption", "--checkpoint", "--endpoint", "--guidance", "--help", "--label",
+                    "--length", "--model", "--n", "--out", "--refine", "--samples-per-caption", "--seed", "--steps",
+                    "-h"],
     ("serve",): ["--api-key-env", "--checkpoint", "--config", "--help", "--host", "--port", "-h"],
     ("tune",): ["--address", "--config", "--data", "--help", "--max-concurrent", "--metric", "--mode", "--out",
                 "--preset", "--resume", "--scheduler", "--search", "--space", "--trials", "-h"],
-    ("train",): ["--address", "--config", "--data", "--help", "--out", "--preset", "--resume", "--set",
-                 "--strategy", "--workers", "-h"],
+    ("train",): ["--address", "--config", "--data", "--from", "--help", "--out", "--preset", "--resume", "--set",
+                 "--stage", "--strategy", "--workers", "-h"],
 }
 
 

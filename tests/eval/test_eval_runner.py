@@ -136,3 +136,37 @@ def test_eval_command_errors_are_one_line(argv, message, capsys):
     assert main(["eval", *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+def test_a_class_model_is_scored_conditionally_and_unconditionally(ray_local, tmp_path, make_ucr_dataset):
+    """An (untrained) TimeVQVAE checkpoint on a toy UCR set: scope "all" holds class-conditional samples with labels
+    in training proportions (every metric), scope "unconditional" the null class (cFID and CAS skipped)."""
+    import torch
+
+    from seriesforge import checkpoint, config as C, registry
+
+    folder = _ucr(make_ucr_dataset, tmp_path / "ucr")
+    cfg = registry.preset_config("timevqvae", "debug", f"ucr:{folder}")
+    assert (cfg.model.length, cfg.model.num_classes) == (32, 2)
+    torch.manual_seed(0)
+    model = registry.get("timevqvae")(cfg.model)
+    ckpt = checkpoint.write_checkpoint(tmp_path / "ckpt", config=C.to_dict(cfg), state_dict=model.state_dict(),
+                                       meta={"family": "timevqvae", "stage": "prior", "stage_index": 1, "step": 1})
+    req = EvalRequest(data=f"ucr:{folder}", out=tmp_path / "report", checkpoint=ckpt, protocol="smoke", repeats=1,
+                      n=64, metrics=["fid", "cfid", "cas"])
+    doc = evaluate(req, progress=False)
+    assert set(doc["summary"]) == {"all", "unconditional"}
+    conditional, unconditional = doc["summary"]["all"]["model"], doc["summary"]["unconditional"]["model"]
+    assert np.isfinite(conditional["fid"]["mean"]) and np.isfinite(conditional["cfid"]["mean"])
+    assert 0.0 <= conditional["cas"]["mean"] <= 1.0
+    assert "skipped" in unconditional["cfid"] and np.isfinite(unconditional["fid"]["mean"])
+    with pytest.raises(Exception, match="refine"):  # its mapper never trained
+        evaluate(EvalRequest(data=f"ucr:{folder}", out=tmp_path / "r2", checkpoint=ckpt, protocol="smoke",
+                             repeats=1, n=8, metrics=["fid"], refine=True), progress=False)
+
+
+def test_proportional_labels_follow_the_training_split():
+    from seriesforge.eval.runner import _proportional_labels
+
+    labels = _proportional_labels(np.array([0] * 30 + [1] * 10 + [2] * 10), 10, seed=0)
+    assert sorted(np.bincount(labels).tolist()) == [2, 2, 6] and np.bincount(labels)[0] == 6

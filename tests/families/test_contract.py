@@ -13,8 +13,9 @@ from seriesforge.errors import RequestError
 from seriesforge.generate import load
 
 CASES = [(name, stage) for name in registry.names() for stage in registry.get(name).stages]
-# a SPEC per data kind that presets can size a model from without reading files (sines: K = 5 covariates)
-SPEC_OF_KIND = {"captions": "captions:/unused", "sines": "sines:24"}
+# a SPEC per data kind that presets can size a model from without reading files (sines: K = 5 covariates;
+# ucr:/unused gives the UCR placeholder shape, L = 150 with 2 classes)
+SPEC_OF_KIND = {"captions": "captions:/unused", "sines": "sines:24", "ucr": "ucr:/unused"}
 
 
 def _debug(name: str):

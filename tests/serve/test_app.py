@@ -4,7 +4,8 @@ Two applications share one Serve instance (started once for this module on the s
   /      "keyed": models a and b, API key required, batches of up to 8 gathered for 0.1 s
   /lru   "lru":   models a, b and "broken", no key, one model per replica, so every switch evicts
   /slow  "slow":  model a with a 10 ms request timeout, which no sampling call meets
-  /win   "win":   untrained window-family checkpoints (stdiff, timeldm): unconditional, one length, K = 5
+  /win   "win":   untrained fixed-length checkpoints: stdiff, timeldm (unconditional, L = 24, K = 5) and timevqvae
+                   (class-conditional, L = 150, 2 classes)
 Nothing is mocked: the generator replicas load the checkpoints through `seriesforge.generate` and sample.
 """
 
@@ -49,8 +50,8 @@ def served(ray_local, tiny_checkpoints, tmp_path_factory, free_port, make_checkp
                          "limits": {"request_timeout_s": 0.01}})
     slow_url = deploy(slow, http, name="slow", route_prefix="/slow")
     windows = {fam: str(make_window_checkpoint(tmp_path_factory.mktemp(fam) / fam, fam))
-               for fam in ("stdiff", "timeldm")}
-    win = sc.from_args({**common, "models": windows, "replica": {"num_cpus": 0.25, "max_models": 2}})
+               for fam in ("stdiff", "timeldm", "timevqvae")}
+    win = sc.from_args({**common, "models": windows, "replica": {"num_cpus": 0.25, "max_models": 3}})
     win_url = deploy(win, http, name="win", route_prefix="/win")
     (broken / "weights" / "model.safetensors").write_bytes(b"not safetensors")  # a fault only a replica meets
     httpx.post(f"{url}/v1/generate", json=GOOD, headers=AUTH, timeout=120).raise_for_status()  # warm: load, encoder
@@ -92,7 +93,7 @@ def test_window_families_serve_unconditionally_at_their_one_length(served):
     url = served["win"]
     cards = {c["name"]: c for c in httpx.get(f"{url}/v1/models").json()["models"]}
     assert {(c["family"], c["conditions"], c["max_length"]) for c in cards.values()} == {
-        ("stdiff", "none", 24), ("timeldm", "none", 24)}
+        ("stdiff", "none", 24), ("timeldm", "none", 24), ("timevqvae", "class", 150)}
     for model in ("stdiff", "timeldm"):
         r = post(url, {"model": model, "n": 2, "length": 24, "seed": 1, "steps": 3}, headers={})
         assert r.status_code == 200 and r.json()["shape"] == [2, 5, 24], r.text
@@ -101,6 +102,20 @@ def test_window_families_serve_unconditionally_at_their_one_length(served):
         captioned = post(url, {"model": model, "length": 24, "captions": ["rises"]}, headers={})
         assert captioned.status_code == 422 and "captions" in captioned.text
     assert post(url, {"model": "stdiff", "n": 1, "length": 24, "steps": 2}, headers={}).status_code == 200
+
+
+def test_a_class_model_serves_labels_and_the_null_class(served):
+    """TimeVQVAE over HTTP: one sample per class label, unconditional without labels; a class it lacks is 422 and
+    the server answers the next request."""
+    url = served["win"]
+    card = {c["name"]: c for c in httpx.get(f"{url}/v1/models").json()["models"]}["timevqvae"]
+    assert card["num_classes"] == 2
+    r = post(url, {"model": "timevqvae", "length": 150, "class_labels": [0, 1, 1], "seed": 2}, headers={})
+    assert r.status_code == 200 and r.json()["shape"] == [3, 1, 150], r.text
+    bad = post(url, {"model": "timevqvae", "length": 150, "class_labels": [0, 5]}, headers={})
+    assert bad.status_code == 422 and bad.json()["detail"].startswith("class_labels[1]:"), bad.text
+    r = post(url, {"model": "timevqvae", "length": 150, "n": 2}, headers={})
+    assert r.status_code == 200 and r.json()["shape"] == [2, 1, 150], r.text
 
 
 def test_served_samples_are_the_local_samplers(served):

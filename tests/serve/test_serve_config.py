@@ -140,3 +140,30 @@ def test_run_batch_splits_rows_and_isolates_a_bad_request(generator):
     assert sorted(calls) == [1, 1, 1, 2]
     # a seeded request is sampled alone: exactly what the local sampler gives for that seed
     np.testing.assert_array_equal(out[4], generator.sample(n=1, length=24, captions=["up"], seed=5))
+
+
+CLASS_CARD = {"family": "timevqvae", "conditions": "class", "max_length": 150, "trained_lengths": [150], "step": 1,
+              "scaling": "series_minmax", "num_classes": 2}
+
+
+@pytest.mark.parametrize("kw, status, field", [
+    ({"class_labels": [0, 2]}, 422, "class_labels[1]:"),
+    ({"class_labels": [-1]}, 422, "class_labels[0]:"),
+    ({"class_labels": [0, 1], "n": 3}, 422, "class_labels:"),
+    ({"class_labels": [0], "captions": ["up"]}, 422, "captions:"),
+    ({"captions": ["up"]}, 422, "captions:"),
+])
+def test_class_label_rules(kw, status, field):
+    req = api.GenerateRequest.model_validate({"model": "m", "length": 150, **kw})
+    with pytest.raises(api.ApiError) as err:
+        api.check(req, {"m": CLASS_CARD}, sc.LimitsConfig())
+    assert err.value.status == status and err.value.detail.startswith(field + " "), err.value.detail
+
+
+def test_class_models_take_labels_or_nothing():
+    labelled = api.check(api.GenerateRequest.model_validate({"model": "m", "length": 150, "class_labels": [1, 0, 1]}),
+                         {"m": CLASS_CARD}, sc.LimitsConfig())
+    assert (labelled.n, labelled.labels) == (3, (1, 0, 1))
+    plain = api.check(api.GenerateRequest.model_validate({"model": "m", "length": 150, "n": 2}),
+                      {"m": CLASS_CARD}, sc.LimitsConfig())
+    assert (plain.n, plain.labels) == (2, None)

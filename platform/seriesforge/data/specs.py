@@ -102,3 +102,14 @@ def window_shape(spec: DataSpec) -> tuple[int, int] | None:
     if spec.kind == "csv":
         return spec.length, len(numeric_columns(spec.path))
     return None
+
+
+def ucr_shape(spec: DataSpec) -> tuple[int, int, int] | None:
+    """(L, C, N_train) of the one dataset a `ucr:DIR` SPEC names: the longest series and the number of classes over
+    TRAIN and TEST (what a class-conditioned model is sized by), and the TRAIN rows; None for other kinds."""
+    if spec.kind != "ucr":
+        return None
+    from seriesforge.data.sources.ucr import find_datasets, load_dataset
+
+    ds = load_dataset(find_datasets(spec.path)[0], normalize="none", on_bad_row="skip")
+    return ds.length, ds.n_classes, len(ds.y_train)

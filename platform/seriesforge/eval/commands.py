@@ -36,9 +36,12 @@ def add_parser(sub) -> None:
     ev.add_argument("--repeats", type=int, help="repeats per metric (default: 5 benchmark, 3 ucr, 1 text)")
     ev.add_argument("--n", type=int, help="samples to generate (default: the protocol's; text: items per length, "
                                           "256)")
-    ev.add_argument("--protocol", choices=["paper", "smoke"], default="paper",
-                    help="paper: metrics.md budgets (default); smoke: tiny budgets for quick checks, not comparable")
+    ev.add_argument("--protocol", choices=["paper", "cpu", "smoke"], default="paper",
+                    help="paper: metrics.md budgets (default); cpu: paper, but the UCR CAS classifier trains 100 "
+                         "epochs instead of 1 000; smoke: tiny budgets for quick checks, not comparable")
     ev.add_argument("--steps", type=int, help="sampler steps (default: the family's)")
+    ev.add_argument("--refine", action="store_true",
+                    help="score refined samples (TimeVQVAE's neural mapper, trained as its stage 'mapper')")
     ev.add_argument("--lengths", help="text: comma-separated lengths (default: the checkpoint's data.lengths)")
     ev.add_argument("--holdout-fraction", type=float,
                     help="text without a checkpoint: score held-out rows of this fraction (as data.val_fraction)")
@@ -69,7 +72,8 @@ def cmd_eval(args) -> int:
     req = EvalRequest(
         data=args.data, out=args.out, checkpoint=args.checkpoint, repeats=args.repeats, n=args.n,
         metrics=[m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None,
-        protocol=args.protocol, seed=args.seed, steps=args.steps, holdout_fraction=args.holdout_fraction,
+        protocol=args.protocol, seed=args.seed, steps=args.steps, refine=args.refine,
+        holdout_fraction=args.holdout_fraction,
         lengths=[int(x) for x in args.lengths.split(",")] if args.lengths else None, address=args.address)
     evaluate(req)
     print(f"report    {args.out / 'report.md'}\nmetrics   {args.out / 'metrics.json'}")

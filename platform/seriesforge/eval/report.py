@@ -77,6 +77,7 @@ def write(req, data, protocol, subjects: dict, rows: list[dict], *, generator, g
     doc = {
         "data": data.spec, "suite": data.suite, "dataset": data.name, "reference": data.note,
         "checkpoint": str(req.checkpoint) if req.checkpoint else None,
+        "refine": bool(req.refine),  # samples passed through the family's refiner (TimeVQVAE's NM)
         "model": generator.describe() if generator is not None else None,
         "protocol": {"name": protocol.name, **{k: v for k, v in vars(protocol).items() if k != "name"},
                      "repeats": repeats, "seed": req.seed, "steps": req.steps},
@@ -108,11 +109,14 @@ def _outside_unit_range(data, subjects: dict) -> dict[str, float]:
 def markdown(doc: dict) -> str:
     lines = [f"# Evaluation: {doc['dataset']} ({doc['suite']} suite)", "",
              f"- data: `{doc['data']}`; reference: {doc['reference']}",
-             f"- checkpoint: `{doc['checkpoint']}`" if doc["checkpoint"] else "- no checkpoint: baselines only",
+             (f"- checkpoint: `{doc['checkpoint']}`" + (", samples refined (NM)" if doc.get("refine") else ""))
+             if doc["checkpoint"] else "- no checkpoint: baselines only",
              f"- protocol: {doc['protocol']['name']}, {doc['protocol']['repeats']} repeat(s), seed "
              f"{doc['protocol']['seed']}; values are mean ± 95% t-interval over repeats"]
-    if doc["protocol"]["name"] != "paper":
+    if doc["protocol"]["name"] == "smoke":
         lines.append("- **smoke protocol: reduced training budgets inside the metrics; not comparable with papers**")
+    elif doc["protocol"]["name"] == "cpu":
+        lines.append("- **cpu protocol: the CAS classifier trained 100 FCN epochs, not the paper's 1 000**")
     for scope, fraction in (doc.get("outside_unit_range") or {}).items():
         lines.append(f"- generated values outside [0, 1] ({scope}; samples are not clipped): {fraction:.2%}")
     if doc["assets"].get("fcn_accuracy"):

@@ -40,6 +40,7 @@ class EvalRequest:
     lengths: list[int] | None = None  # text: lengths to score (default: the checkpoint's data.lengths)
     holdout_fraction: float | None = None  # text without a checkpoint: the held-out rule's fraction
     address: str | None = None
+    refine: bool = False  # apply the family's refiner (TimeVQVAE's neural mapper) to every sample
 
 
 def task_seed(seed: int, metric: str, repeat: int) -> int:
@@ -115,7 +116,29 @@ def _model_pairs(generator, data: real_data.EvalData, req: EvalRequest, progress
     if x.shape[2] != data.channels:
         raise DataError(f"--checkpoint {req.checkpoint}: generates K={x.shape[2]} channel(s); {data.spec} has "
                         f"K={data.channels}")
-    return {"all": Pair(real=data.real, generated=x, real_labels=data.real_labels, train=data.train)}
+    if data.suite != "ucr" or generator.conditions != "class":
+        return {"all": Pair(real=data.real, generated=x, real_labels=data.real_labels, train=data.train)}
+    # A class-conditioned model: "all" holds class-conditional samples with labels drawn in training-set
+    # proportions (every metric, like the baselines); "unconditional" the null-class samples (FID and IS as the
+    # TimeVQVAE/TimeVQVDM unconditional tables).
+    if generator.num_classes != data.num_classes:
+        raise DataError(f"--checkpoint {req.checkpoint}: trained on {generator.num_classes} classes; {data.spec} "
+                        f"has {data.num_classes}")
+    labels = _proportional_labels(data.train_labels, n, req.seed)
+    xc = _sample(generator, n, data.length, None, req, seed=req.seed + 1, progress=progress, labels=labels)
+    return {"all": Pair(real=data.real, generated=xc, real_labels=data.real_labels, generated_labels=labels,
+                        train=data.train),
+            "unconditional": Pair(real=data.real, generated=x, real_labels=data.real_labels, train=data.train)}
+
+
+def _proportional_labels(train_labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """`n` class labels in the training split's proportions (largest remainders), in a seeded random order."""
+    classes, counts = np.unique(train_labels, return_counts=True)
+    exact = counts / counts.sum() * n
+    take = np.floor(exact).astype(int)
+    take[np.argsort(exact - take)[::-1][: n - take.sum()]] += 1
+    labels = np.repeat(classes, take).astype(np.int64)
+    return np.random.default_rng(seed).permutation(labels)
 
 
 def _text_pair(generator, items: real_data.TextItems, length: int, req: EvalRequest, progress: bool) -> Pair:
@@ -126,7 +149,7 @@ def _text_pair(generator, items: real_data.TextItems, length: int, req: EvalRequ
 
 
 def _sample(generator, n: int, length: int, captions, req: EvalRequest, *, seed: int, progress: bool,
-            chunk: int = 256) -> np.ndarray:
+            chunk: int = 256, labels: np.ndarray | None = None) -> np.ndarray:
     """`n` samples, time-major (n, L, K), in chunks so memory stays flat."""
     from tqdm import tqdm
 
@@ -135,7 +158,10 @@ def _sample(generator, n: int, length: int, captions, req: EvalRequest, *, seed:
     for start in range(0, n, chunk):
         part = captions[start:start + chunk] if captions else None
         size = len(part) if part else min(chunk, n - start)
-        x = generator.sample(n=size, length=length, captions=part, steps=req.steps, seed=seed * 1_000_003 + start)
+        part_labels = None if labels is None else [int(v) for v in labels[start:start + size]]
+        extra = {"refine": True} if req.refine else {}
+        x = generator.sample(n=size, length=length, captions=part, labels=part_labels, steps=req.steps,
+                             seed=seed * 1_000_003 + start, **extra)
         out.append(np.transpose(x, (0, 2, 1)))  # (n, K, L) -> (n, L, K)
         bar.update(size)
     bar.close()

@@ -59,6 +59,7 @@ class ModelCard(BaseModel):
     trained_lengths: list[int]
     step: int  # training step of the served checkpoint (its path stays private to the server)
     scaling: str
+    num_classes: int = 0  # class-conditioned models: class_labels are 0..num_classes-1
 
 
 class ApiError(Exception):
@@ -81,6 +82,7 @@ class Job:
     seed: int | None
     steps: int | None
     guidance: float | None
+    labels: tuple[int, ...] | None = None  # class labels (class-conditioned models)
 
 
 def check(req: GenerateRequest, models: dict[str, dict], limits: LimitsConfig) -> Job:
@@ -106,7 +108,8 @@ def check(req: GenerateRequest, models: dict[str, dict], limits: LimitsConfig) -
         raise ApiError(422, f"guidance: must be >= 0, got {req.guidance}")
     return Job(model=req.model, n=n, length=req.length,
                captions=tuple(req.captions) if req.captions is not None else None,
-               seed=req.seed, steps=req.steps, guidance=req.guidance)
+               seed=req.seed, steps=req.steps, guidance=req.guidance,
+               labels=tuple(req.class_labels) if req.class_labels is not None else None)
 
 
 def _check_condition(req: GenerateRequest, card: dict) -> int:
@@ -115,9 +118,16 @@ def _check_condition(req: GenerateRequest, card: dict) -> int:
     if req.class_labels is not None:
         if conditions != "class":
             raise ApiError(422, f"class_labels: the {family} model {req.model!r} does not take class labels")
-        # No class-conditioned family is registered yet, and `Generator.sample` has no label argument: refuse
-        # rather than silently sample unconditionally.
-        raise ApiError(422, f"class_labels: class-conditioned sampling is not served yet ({family})")
+        if req.captions is not None:
+            raise ApiError(422, f"captions: the {family} model {req.model!r} does not take captions")
+        if req.n is not None and req.n != len(req.class_labels):
+            raise ApiError(422, f"class_labels: got {len(req.class_labels)} labels for n={req.n} (one per series)")
+        classes = int(card.get("num_classes", 0))
+        for i, label in enumerate(req.class_labels):
+            if not 0 <= label < classes:
+                raise ApiError(422, f"class_labels[{i}]: the {family} model {req.model!r} has classes "
+                                    f"0..{classes - 1}, got {label}")
+        return len(req.class_labels)
     if conditions == "caption":
         if req.captions is None:
             raise ApiError(422, f"captions: the {family} model {req.model!r} generates from captions; give one "
@@ -130,9 +140,7 @@ def _check_condition(req: GenerateRequest, card: dict) -> int:
         return len(req.captions)
     if req.captions is not None:
         raise ApiError(422, f"captions: the {family} model {req.model!r} does not take captions")
-    if conditions == "class":
-        raise ApiError(422, f"class_labels: the {family} model {req.model!r} needs one class label per series")
-    return 1 if req.n is None else req.n
+    return 1 if req.n is None else req.n  # class-conditioned models without labels sample unconditionally
 
 
 def validation_message(errors: list[dict[str, Any]]) -> str:

@@ -36,7 +36,7 @@ from seriesforge.serving import api, sampling
 from seriesforge.serving.config import APP_NAME, HttpConfig, LimitsConfig, ServeConfig, from_args, read_api_key
 
 logger = logging.getLogger("ray.serve")
-PUBLIC_CARD_KEYS = ("family", "conditions", "max_length", "trained_lengths", "step", "scaling")
+PUBLIC_CARD_KEYS = ("family", "conditions", "max_length", "trained_lengths", "step", "scaling", "num_classes")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ from seriesforge.serving.api import Job
 
 def group_key(job: Job, index: int) -> Hashable:
     """Requests with equal keys are sampled together; a seeded request's key is unique to it."""
-    shared = (job.model, job.length, job.steps, job.guidance)
+    # labelled and unlabelled requests to one class model are sampled apart (conditional vs null class)
+    shared = (job.model, job.length, job.steps, job.guidance, job.labels is None)
     return (*shared, "seed", job.seed, index) if job.seed is not None else shared
 
 
@@ -41,9 +42,11 @@ def sample_group(generator: Any, jobs: Sequence[Job]) -> list[np.ndarray]:
     first = jobs[0]
     total = sum(j.n for j in jobs)
     captions = [c for j in jobs for c in j.captions] if first.captions is not None else None
+    labels = [c for j in jobs for c in j.labels] if first.labels is not None else None
     seed = first.seed if first.seed is not None else secrets.randbelow(2**63)
+    extra = {"labels": labels} if labels is not None else {}
     out = generator.sample(n=total, length=first.length, captions=captions, steps=first.steps, seed=seed,
-                           guidance=first.guidance)  # (N, K, L)
+                           guidance=first.guidance, **extra)  # (N, K, L)
     bounds = np.cumsum([0] + [j.n for j in jobs])
     return [out[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 

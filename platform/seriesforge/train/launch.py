@@ -18,7 +18,7 @@ from typing import Any
 from seriesforge import registry
 from seriesforge.checkpoint import CheckpointInfo, find_checkpoints
 from seriesforge.config import RunConfig, to_dict
-from seriesforge.data.specs import check_readable, window_shape
+from seriesforge.data.specs import check_readable, ucr_shape, window_shape
 from seriesforge.errors import ConfigError, DataError
 
 RUN_NAME = "train"
@@ -41,6 +41,16 @@ def check_data(cfg: RunConfig) -> None:
     if spec.length is not None and list(cfg.data.lengths) != [spec.length]:
         raise DataError(f"data.lengths: {cfg.data.lengths} but --data {cfg.data.spec} holds windows of length "
                         f"{spec.length}; set data.lengths to [{spec.length}]")
+    ucr = ucr_shape(spec)
+    if ucr is not None:
+        for what, want, have in (("model.length", needs.length, ucr[0]),
+                                 ("model.num_classes", needs.num_classes, ucr[1])):
+            if want is not None and want != have:
+                raise DataError(f"{what}: {want} but --data {cfg.data.spec} has {have}; set {what}={have} "
+                                "(presets read it from --data)")
+        if list(cfg.data.lengths) != [ucr[0]]:
+            raise DataError(f"data.lengths: {cfg.data.lengths} but --data {cfg.data.spec} holds series of length "
+                            f"{ucr[0]}; set data.lengths to [{ucr[0]}]")
     shape = window_shape(spec)
     if needs.channels is not None and shape is not None and shape[1] != needs.channels:
         raise DataError(f"model.channels: {needs.channels} but --data {cfg.data.spec} has K={shape[1]} numeric "
@@ -87,7 +97,8 @@ def build_trainer(cfg: RunConfig, run_dir: Path, *, callbacks: list | None = Non
         train_loop_config={"run": to_dict(cfg), "run_dir": str(run_dir), "data_fingerprint": data.fingerprint,
                            "rows": {str(k): v for k, v in data.rows_per_length.items()},
                            "embeddings": str(data.embeddings.lookup.path) if data.embeddings else None,
-                           "data_init": {k: v.detach().cpu().numpy() for k, v in init.items()}},
+                           "data_init": {k: v.detach().cpu().numpy() for k, v in init.items()},
+                           "reference": data.init_sample},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=use_gpu,
                                                resources_per_worker={"CPU": cfg.scaling.cpus_per_worker}),
         run_config=ray.train.RunConfig(
@@ -131,6 +142,35 @@ def _check_batches_fit(cfg: RunConfig, rows: dict[int, int]) -> None:
             if per_worker < stage_cfg.batch_size:
                 raise ConfigError(f"stages.{stage}.batch_size={stage_cfg.batch_size}: length {n} has {rows[n]} "
                                   f"rows, only {per_worker} per worker for {workers} workers")
+
+
+def config_from_checkpoint(path: Path, *, stages: list[str], family: str | None = None, data_spec: str | None = None,
+                           config_file: str | None = None, sets: list[str] | None = None) -> RunConfig:
+    """The config of a run that starts from a stored checkpoint (`seriesforge train --from CKPT [--stage S]`).
+
+    The checkpoint's own config (so the networks match its weights), then --config/--set; `start` records the
+    source. Every stage before the first one to train must be done in the source checkpoint."""
+    from seriesforge.checkpoint import resolve
+
+    info = resolve(path)
+    tree = {k: v for k, v in info.config.items() if k != "schema_version"}
+    if family and tree.get("family") != family:
+        raise ConfigError(f"--from {path}: a {tree.get('family')} checkpoint, but the command trains {family}")
+    tree = registry.override(tree, config_file=config_file, sets=sets, data_spec=data_spec)
+    tree["start"] = {"from_checkpoint": str(info.path.resolve()), "only_stages": list(stages)}
+    cfg = registry.resolve_config(tree)
+    order = list(registry.get(cfg.family).stages)
+    done = set(info.meta.get("stages_done", []))
+    first = min((order.index(s) for s in stages), default=None)
+    if first is None:
+        first = next((i for i, s in enumerate(order) if s not in done), len(order))
+    missing = [s for s in order[:first] if s not in done]
+    if missing:
+        raise ConfigError(f"--from {info.path}: stage(s) {missing} are not finished there (it has "
+                          f"{sorted(done) or 'none'}); start from a checkpoint where they are")
+    if first == len(order):
+        raise ConfigError(f"--from {info.path}: every stage is done there; name one to re-run with --stage")
+    return cfg
 
 
 def load_run_config(run_dir: Path) -> RunConfig:

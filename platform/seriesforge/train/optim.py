@@ -30,7 +30,8 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_st
             return (step + 1) / warmup
         if cfg.schedule == "cosine":
             progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
+            floor = cfg.min_lr_ratio
+            return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
         return 1.0
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

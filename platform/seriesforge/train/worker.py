@@ -62,26 +62,41 @@ def train_loop_per_worker(config: dict) -> None:
     scratch = Path(tempfile.mkdtemp(prefix="seriesforge-resume-"))
     try:
         resume = _resume_point(scratch)
-        weights = resume.weights if resume else None
+        weights, origin, done = resume.weights if resume else None, cfg.start.from_checkpoint or None, set()
+        if resume is None and cfg.start.from_checkpoint:
+            source = read_checkpoint(cfg.start.from_checkpoint)
+            weights, done = load_weights(source), set(source.meta.get("stages_done", []))
+            _say(f"starting from {source.path} (stages done there: {sorted(done) or 'none'})")
         for index, stage in enumerate(family.stages):
+            if cfg.start.only_stages and stage not in cfg.start.only_stages:
+                continue  # re-running chosen stages alone; the others come from `from_checkpoint`
+            if not cfg.start.only_stages and stage in done:
+                continue  # done in the checkpoint this run starts from
             if resume and (index < resume.stage_index or
                            (index == resume.stage_index and resume.step >= cfg.stages[stage].steps > 0)):
                 continue  # this stage is done; its weights are in `weights`
             start = resume.step if resume and index == resume.stage_index else 0
-            weights = _train_stage(cfg, family, strategy, config, index, stage, weights, start,
-                                   resume.train_state if resume and start else None)
+            weights, origin = _train_stage(cfg, family, strategy, config, index, stage, weights, start,
+                                           resume.train_state if resume and start else None, origin)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _train_stage(cfg: RunConfig, family, strategy: Strategy, config: dict, index: int, stage: str,
-                 weights: dict | None, start: int, train_state: Path | None) -> dict[str, torch.Tensor]:
+                 weights: dict | None, start: int, train_state: Path | None,
+                 origin: str | None) -> tuple[dict[str, torch.Tensor], str]:
+    """Train one stage; returns its final weights and the stage checkpoint it left (RUN_DIR/stages/I_STAGE)."""
     stage_cfg = cfg.stages[stage]
     model = family(cfg.model)
     if weights is not None:
         model.load_state_dict(weights)
     else:
         _load_data_init(model, config.get("data_init") or {})
+    if start == 0 and stage_cfg.steps > 0:  # between-stage work on the frozen earlier stages (e.g. a latent scaler, a τ search)
+        reference = config.get("reference")
+        found = model.prepare_stage(stage, None if reference is None else reference, seed=cfg.loop.seed + index)
+        if found and strategy.is_main:
+            _say(f"[{cfg.family}:{stage}] prepared: " + " ".join(f"{k}={v:.4g}" for k, v in found.items()))
     params = model.set_stage(stage)
     wrapped = strategy.prepare(model, params, stage_cfg)
     if train_state is not None and start < stage_cfg.steps:
@@ -98,13 +113,19 @@ def _train_stage(cfg: RunConfig, family, strategy: Strategy, config: dict, index
     batches = interleaved_batches(shards, lengths=cfg.data.lengths, rows=rows, schedule=cfg.data.schedule,
                                   batch_size=stage_cfg.batch_size, keys=needs.columns, seed=cfg.loop.seed + index,
                                   cache_mb=cfg.data.worker_cache_mb, embeddings=embeddings)
-    reporter = _Reporter(cfg, strategy, plan, Path(config["run_dir"]), config["data_fingerprint"])
+    reporter = _Reporter(cfg, strategy, plan, Path(config["run_dir"]), config["data_fingerprint"], origin)
     validate = _validation(cfg, wrapped, strategy, stage_cfg.batch_size, embeddings, needs.columns)
     fit_stage(wrapped, strategy, batches, plan, on_log=reporter.log, on_checkpoint=reporter.checkpoint,
               validate=validate, after_step=model.after_step, observe=model.observe)
     if plan.total_steps == 0:
         reporter.checkpoint(0, {})  # a stage configured with 0 steps still leaves a checkpoint to generate from
-    return strategy.export_state_dict()
+    return strategy.export_state_dict(), str(stage_checkpoint_dir(Path(config["run_dir"]), index, stage))
+
+
+def stage_checkpoint_dir(run_dir: Path, index: int, stage: str) -> Path:
+    """Where a stage's final checkpoint is kept for good (Ray Train's `num_to_keep` may delete its own copy): the
+    next stage records it as its origin, and `seriesforge train --from` can re-run any later stage from it."""
+    return run_dir / "stages" / f"{index}_{stage}"
 
 
 def _load_data_init(model: torch.nn.Module, init: dict) -> None:
@@ -131,9 +152,10 @@ def _validation(cfg: RunConfig, wrapped, strategy: Strategy, batch_size: int,
 class _Reporter:
     """Turns loop callbacks into `ray.train.report` calls (every rank), progress lines and checkpoints."""
 
-    def __init__(self, cfg: RunConfig, strategy: Strategy, plan: StagePlan, run_dir: Path, fingerprint: str):
+    def __init__(self, cfg: RunConfig, strategy: Strategy, plan: StagePlan, run_dir: Path, fingerprint: str,
+                 origin: str | None):
         self.cfg, self.strategy, self.plan, self.run_dir = cfg, strategy, plan, run_dir
-        self.fingerprint = fingerprint
+        self.fingerprint, self.origin = fingerprint, origin
         self.started = time.time()
 
     def _tags(self, step: int) -> dict:
@@ -167,7 +189,11 @@ class _Reporter:
         try:
             target = tmp / "checkpoint"
             if self.strategy.is_main:
-                write_checkpoint(target, config=to_dict(self.cfg), meta=self._meta(step, metrics), state_dict=weights)
+                meta = self._meta(step, metrics)
+                write_checkpoint(target, config=to_dict(self.cfg), meta=meta, state_dict=weights)
+                if step >= self.plan.total_steps:  # the stage's final weights, kept outside Ray's rotation
+                    write_checkpoint(stage_checkpoint_dir(self.run_dir, self.plan.stage_index, self.plan.stage),
+                                     config=to_dict(self.cfg), meta=meta, state_dict=weights)
             self.strategy.save_train_state(add_train_state_dir(target))  # creates target on the other ranks too
             name = f"stage{self.plan.stage_index}_{self.plan.stage}_step{step:07d}"
             ray.train.report({**metrics, **self._tags(step)},
@@ -186,6 +212,7 @@ class _Reporter:
             "stages_done": [s for s in registry.get(self.cfg.family).stages][: self.plan.stage_index]
             + ([self.plan.stage] if step >= self.plan.total_steps else []),
             "step": step, "metrics": metrics, "data_fingerprint": self.fingerprint,
+            "from_checkpoint": self.origin,  # the stage checkpoint this stage started from (None: from scratch)
             "strategy": self.cfg.strategy.kind, "zero_stage": self.cfg.strategy.zero_stage,
             "world_size": self.strategy.world_size, "bf16": self.strategy.use_bf16,
             "versions": {"seriesforge": seriesforge.__version__, "torch": torch.__version__,
