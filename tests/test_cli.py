@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from seriesforge.cli import build_parser, main
@@ -57,6 +59,19 @@ def test_bad_config_is_one_line(extra, message, tmp_path, tiny_corpus, capsys):
 def test_bad_data_spec(spec, message, tmp_path, capsys):
     code, err = run(["train", "t2s", "--data", spec, "--out", str(tmp_path / "r")], capsys)
     assert code == 2 and len(err) == 1 and message in err[0], err
+
+
+def test_stage_flags_are_checked_before_ray(tmp_path, capsys):
+    gunpoint = Path(__file__).resolve().parent / "fixtures" / "ucr" / "GunPoint"
+    code, err = run(["train", "timevqvae", "--data", f"ucr:{gunpoint}", "--out", str(tmp_path / "r"),
+                     "--stage", "prior"], capsys)
+    assert code == 2 and "--stage re-runs a stage from a stored checkpoint" in err[0], err
+    code, err = run(["train", "timevqvae", "--from", str(tmp_path / "none"), "--out", str(tmp_path / "r")], capsys)
+    assert code == 2 and "no such file or directory" in err[0], err
+    code, err = run(["train", "timevqvae", "--data", f"ucr:{gunpoint}", "--out", str(tmp_path / "r"),
+                     "--set", "model.num_classes=5"], capsys)
+    assert code == 2 and "model.num_classes: 5 but" in err[0], err
+    assert not (tmp_path / "r").exists()
 
 
 def test_empty_corpus_directory(tmp_path, capsys):
