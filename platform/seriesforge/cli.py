@@ -384,11 +384,9 @@ def _sampler(args):
     client = Client(args.endpoint, api_key=key)
 
     def sample(*, n, length, captions, labels, steps, seed, guidance, refine):
-        if refine:
-            raise SeriesforgeError("--refine: ask the server's deployment for refined samples (not per request yet)")
         return client.generate(args.model, length=length, captions=captions,
                                n=None if captions or labels else n, seed=seed, steps=steps, guidance=guidance,
-                               class_labels=labels)
+                               class_labels=labels, refine=refine)
 
     return sample, f"{args.endpoint} (model {args.model})", client.close
 

@@ -42,12 +42,13 @@ class Client:
 
     def generate(self, model: str, *, length: int, captions: Sequence[str] | None = None, n: int | None = None,
                  seed: int | None = None, steps: int | None = None, guidance: float | None = None,
-                 class_labels: Sequence[int] | None = None) -> np.ndarray:
+                 class_labels: Sequence[int] | None = None, refine: bool = False) -> np.ndarray:
         """Sample series: float32 (n, K, length). n defaults to len(captions) (caption models) or 1."""
         body: dict[str, Any] = {"model": model, "length": length, "format": "npy"}
         optional = {"captions": list(captions) if captions is not None else None, "n": n, "seed": seed,
                     "steps": steps, "guidance": guidance,
-                    "class_labels": list(class_labels) if class_labels is not None else None}
+                    "class_labels": list(class_labels) if class_labels is not None else None,
+                    "refine": True if refine else None}
         body.update({k: v for k, v in optional.items() if v is not None})
         response = self._send("POST", "/v1/generate", json=body)
         return decode_npy(response.content)

@@ -116,6 +116,8 @@ def test_a_class_model_serves_labels_and_the_null_class(served):
     assert bad.status_code == 422 and bad.json()["detail"].startswith("class_labels[1]:"), bad.text
     r = post(url, {"model": "timevqvae", "length": 150, "n": 2}, headers={})
     assert r.status_code == 200 and r.json()["shape"] == [2, 1, 150], r.text
+    unrefined = post(url, {"model": "timevqvae", "length": 150, "n": 1, "refine": True}, headers={})
+    assert unrefined.status_code == 422 and unrefined.json()["detail"].startswith("refine:"), unrefined.text
 
 
 def test_served_samples_are_the_local_samplers(served):

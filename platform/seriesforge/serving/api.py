@@ -37,6 +37,7 @@ class GenerateRequest(BaseModel):
     seed: int | None = Field(None, description="fixes the draw; a seeded request is sampled alone (not batched)")
     steps: int | None = Field(None, description="sampler steps (default: the checkpoint's config)")
     guidance: float | None = Field(None, description="classifier-free guidance scale (default: the config's)")
+    refine: bool = Field(False, description="apply the model's refiner (TimeVQVAE's neural mapper, if trained)")
     format: Literal["json", "npy"] = Field("json", description="json: nested lists; npy: np.save bytes")
 
 
@@ -83,6 +84,7 @@ class Job:
     steps: int | None
     guidance: float | None
     labels: tuple[int, ...] | None = None  # class labels (class-conditioned models)
+    refine: bool = False  # pass samples through the family's refiner
 
 
 def check(req: GenerateRequest, models: dict[str, dict], limits: LimitsConfig) -> Job:
@@ -109,7 +111,7 @@ def check(req: GenerateRequest, models: dict[str, dict], limits: LimitsConfig) -
     return Job(model=req.model, n=n, length=req.length,
                captions=tuple(req.captions) if req.captions is not None else None,
                seed=req.seed, steps=req.steps, guidance=req.guidance,
-               labels=tuple(req.class_labels) if req.class_labels is not None else None)
+               labels=tuple(req.class_labels) if req.class_labels is not None else None, refine=req.refine)
 
 
 def _check_condition(req: GenerateRequest, card: dict) -> int:

@@ -25,7 +25,7 @@ from seriesforge.serving.api import Job
 def group_key(job: Job, index: int) -> Hashable:
     """Requests with equal keys are sampled together; a seeded request's key is unique to it."""
     # labelled and unlabelled requests to one class model are sampled apart (conditional vs null class)
-    shared = (job.model, job.length, job.steps, job.guidance, job.labels is None)
+    shared = (job.model, job.length, job.steps, job.guidance, job.labels is None, job.refine)
     return (*shared, "seed", job.seed, index) if job.seed is not None else shared
 
 
@@ -44,7 +44,7 @@ def sample_group(generator: Any, jobs: Sequence[Job]) -> list[np.ndarray]:
     captions = [c for j in jobs for c in j.captions] if first.captions is not None else None
     labels = [c for j in jobs for c in j.labels] if first.labels is not None else None
     seed = first.seed if first.seed is not None else secrets.randbelow(2**63)
-    extra = {"labels": labels} if labels is not None else {}
+    extra = {**({"labels": labels} if labels is not None else {}), **({"refine": True} if first.refine else {})}
     out = generator.sample(n=total, length=first.length, captions=captions, steps=first.steps, seed=seed,
                            guidance=first.guidance, **extra)  # (N, K, L)
     bounds = np.cumsum([0] + [j.n for j in jobs])
