@@ -11,13 +11,7 @@ from seriesforge.nn.unet1d import Snake, TimeClassEmbedding, UNet1D
 LENGTHS = [5, 8, 19, 76, 151, 152]
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """One intra-op thread: the CPU is shared, and oversubscription makes these small ops slower, not faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py: small ops, shared CPU
 
 
 def _count(module: torch.nn.Module) -> int:

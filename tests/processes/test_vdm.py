@@ -18,13 +18,7 @@ S = 0.5
 X_STAR = torch.tensor([[0.7, -1.2, 2.0], [3.0, -0.5, 0.25]])  # (C=2, W=3)
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """One intra-op thread: the CPU is shared, and oversubscription makes these small ops slower, not faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py: small ops, shared CPU
 
 
 def _coef(fn, t, like):

@@ -94,16 +94,24 @@ class ChannelLayerNorm(nn.Module):
         return (x - mean) * (var + eps).rsqrt() * self.gain
 
 
-class LinearAttention(nn.Module):
-    """Residual pre-norm linear attention (softmax over features for q, over positions for k): O(W) memory."""
+class _Attention(nn.Module):
+    """Pre-norm q/k/v projections shared by the two attention kinds; `to_out` maps heads back to `channels`."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, out_norm: bool) -> None:
         super().__init__()
         self.heads, self.head_dim = _attention_shape(channels)
         hidden = self.heads * self.head_dim
         self.norm = ChannelLayerNorm(channels)
         self.to_qkv = nn.Conv1d(channels, 3 * hidden, 1, bias=False)
-        self.to_out = nn.Sequential(nn.Conv1d(hidden, channels, 1), ChannelLayerNorm(channels))
+        out = nn.Conv1d(hidden, channels, 1)
+        self.to_out = nn.Sequential(out, ChannelLayerNorm(channels)) if out_norm else out
+
+
+class LinearAttention(_Attention):
+    """Residual pre-norm linear attention (softmax over features for q, over positions for k): O(W) memory."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels, out_norm=True)
 
     def forward(self, x: Tensor) -> Tensor:
         b, _, w = x.shape
@@ -116,16 +124,11 @@ class LinearAttention(nn.Module):
         return x + self.to_out(out.reshape(b, -1, w))
 
 
-class FullAttention(nn.Module):
+class FullAttention(_Attention):
     """Residual pre-norm softmax self-attention over all W positions (used at the bottleneck only)."""
 
     def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.heads, self.head_dim = _attention_shape(channels)
-        hidden = self.heads * self.head_dim
-        self.norm = ChannelLayerNorm(channels)
-        self.to_qkv = nn.Conv1d(channels, 3 * hidden, 1, bias=False)
-        self.to_out = nn.Conv1d(hidden, channels, 1)
+        super().__init__(channels, out_norm=False)
 
     def forward(self, x: Tensor) -> Tensor:
         b, _, w = x.shape
