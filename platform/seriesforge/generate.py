@@ -115,7 +115,7 @@ def _description(info: CheckpointInfo, cfg: RunConfig, family: Any) -> dict:
     return {"family": cfg.family, "checkpoint": str(info.path), "stage": info.meta["stage"],
             "step": info.meta["step"], "conditions": family.conditions, "max_length": family.max_length(cfg.model),
             "trained_lengths": list(cfg.data.lengths), "scaling": cfg.data.scaling,
-            "num_classes": int(family.num_classes(cfg.model)) if hasattr(family, "num_classes") else 0}
+            "num_classes": int(family.num_classes(cfg.model))}
 
 
 def _checked_config(info: CheckpointInfo) -> tuple[RunConfig, Any]:

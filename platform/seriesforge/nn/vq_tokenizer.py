@@ -142,7 +142,10 @@ class VQTokenizer(nn.Module):
     # -- encode / quantise / decode ---------------------------------------------------------------------------
     def encode_band(self, x: Tensor, band: str) -> Encoded:
         """x (B, K, L) -> continuous tokens (B, N, d) of one band, row-major over (H, W')."""
-        u = self.stft.forward(x)  # (B, 2K, F, W0)
+        return self._encode_spectrogram(self.stft.forward(x), band)
+
+    def _encode_spectrogram(self, u: Tensor, band: str) -> Encoded:
+        """u (B, 2K, F, W0), the STFT of x, computed once for both bands -> the band's tokens (B, N, d)."""
         h = self.encoders[band](self._band_input(u, band))  # (B, D, H, W')
         _, _, height, width = h.shape
         z = self.project_in[band](h.flatten(2).transpose(1, 2))  # (B, H·W', d)
@@ -158,7 +161,8 @@ class VQTokenizer(nn.Module):
 
     def tokens(self, x: Tensor) -> dict[str, Tensor]:
         """x (B, K, L) -> band -> code indices (B, N) (argmin quantisation)."""
-        return {band: self.quantizers[band].nearest(self.encode_band(x, band).z) for band in BANDS}
+        u = self.stft.forward(x)  # (B, 2K, F, W0)
+        return {band: self.quantizers[band].nearest(self._encode_spectrogram(u, band).z) for band in BANDS}
 
     def decode_tokens(self, codes: dict[str, Tensor]) -> Tensor:
         """band -> (B, N) code indices -> x̂ (B, K, L) = x̂_LF + x̂_HF."""
@@ -166,7 +170,8 @@ class VQTokenizer(nn.Module):
 
     def stochastic_reconstruction(self, x: Tensor, tau: float, generator: torch.Generator | None = None) -> Tensor:
         """NM-VQTSG's x̃' = D(SVQ_τ(E(x))): each token drawn from softmax(-‖z - e_k‖² / τ) (B, K, L)."""
-        codes = {b: self.quantizers[b].sample_codes(self.encode_band(x, b).z, tau, generator) for b in BANDS}
+        u = self.stft.forward(x)  # (B, 2K, F, W0)
+        codes = {b: self.quantizers[b].sample_codes(self._encode_spectrogram(u, b).z, tau, generator) for b in BANDS}
         return self.decode_tokens(codes)
 
     def forward(self, x: Tensor) -> tuple[Tensor, dict[str, float]]:
@@ -178,7 +183,7 @@ class VQTokenizer(nn.Module):
         for band in BANDS:
             target_u = self.stft.keep_bands(u, band, self.spec.band_cut)
             target_x = self.stft.inverse(target_u, self.spec.length)  # (B, K, L)
-            enc = self.encode_band(x, band)
+            enc = self._encode_spectrogram(u, band)
             vq = self.quantizers[band](enc.z)
             x_band, u_band = self.decode_band(vq.quantized, band)
             time_loss = (F.l1_loss if band == "hf" and self.spec.loss != "thesis" else F.mse_loss)(x_band, target_x)

@@ -93,8 +93,7 @@ def _train_stage(cfg: RunConfig, family, strategy: Strategy, config: dict, index
     else:
         _load_data_init(model, config.get("data_init") or {})
     if start == 0 and stage_cfg.steps > 0:  # between-stage work on the frozen earlier stages (e.g. a latent scaler, a τ search)
-        reference = config.get("reference")
-        found = model.prepare_stage(stage, None if reference is None else reference, seed=cfg.loop.seed + index)
+        found = model.prepare_stage(stage, config.get("reference"), seed=cfg.loop.seed + index)
         if found and strategy.is_main:
             _say(f"[{cfg.family}:{stage}] prepared: " + " ".join(f"{k}={v:.4g}" for k, v in found.items()))
     params = model.set_stage(stage)

@@ -93,10 +93,12 @@ def _schedule(lr: float, steps: int) -> C.OptimConfig:
                          min_lr_ratio=0.1)
 
 
-def _run(preset: str, spec: str, model: TimeVQVAEConfig, steps: tuple[int, int, int], batch: int, lr: float,
+def _run(preset: str, spec: str, sized: tuple[TimeVQVAEConfig, int], steps: tuple[int, int, int], batch: int,
+         lr: float,
          loop: C.LoopConfig, scaling: C.ScalingConfig | None = None) -> C.RunConfig:
     scaling = scaling or C.ScalingConfig()
-    batch = fitting_batch(batch, ucr_shape_from_spec(spec)[2], scaling.num_workers)
+    model, train_rows = sized
+    batch = fitting_batch(batch, train_rows, scaling.num_workers)
     stages = {name: C.StageConfig(steps=n, batch_size=batch, optim=_schedule(lr, n))
               for name, n in zip(("vqvae", "prior", "mapper"), steps)}
     # models.md §5: the models are < 2 M parameters and the EMA codebook is synchronised by hand: plain DDP
@@ -105,17 +107,18 @@ def _run(preset: str, spec: str, model: TimeVQVAEConfig, steps: tuple[int, int, 
                        strategy=C.StrategyConfig(kind="ddp"), scaling=scaling)
 
 
-def _sized(spec: str, **fields) -> TimeVQVAEConfig:
-    length, classes, _ = ucr_shape_from_spec(spec)
-    return TimeVQVAEConfig(length=length, num_classes=classes, **fields)
+def _sized(spec: str, **fields) -> tuple[TimeVQVAEConfig, int]:
+    """The model sized from the dataset the SPEC names (read once), and its training rows (for the batch)."""
+    length, classes, train_rows = ucr_shape_from_spec(spec)
+    return TimeVQVAEConfig(length=length, num_classes=classes, **fields), train_rows
 
 
 def debug(spec: str) -> C.RunConfig:
     """Tiny: trains in seconds on CPU (tests)."""
-    model = _sized(spec, hidden_dim=16, code_dim=4, codebook_size=32, prior_dim=[16, 16], prior_depth=[1, 1],
+    sized = _sized(spec, hidden_dim=16, code_dim=4, codebook_size=32, prior_dim=[16, 16], prior_depth=[1, 1],
                    prior_heads=[1, 1], decode_steps=4, tau_samples=64, rocket_kernels=50, mapper_dim=4,
                    mapper_dim_mults=[1, 2], tau_grid=[0.1, 1.0])
-    return _run("debug", spec, model, (20, 20, 10), 8, 5e-3, C.LoopConfig(log_every=5, checkpoint_every=10),
+    return _run("debug", spec, sized, (20, 20, 10), 8, 5e-3, C.LoopConfig(log_every=5, checkpoint_every=10),
                 C.ScalingConfig(max_failures=0))
 
 
@@ -134,11 +137,11 @@ def code(spec: str) -> C.RunConfig:
 def paper(spec: str) -> C.RunConfig:
     """The AISTATS variant (841ab99): rectangular n_fft 8, hop 2, zero-padded bands, conv encoders, codebook 32 x 64,
     width-256 priors; stage budgets in steps at batch 128 (the paper trains 2 000 / 10 000 epochs)."""
-    model = _sized(spec, variant="paper", n_fft=8, hop=2, window="rect", normalized=False, arch="conv", width=64,
+    sized = _sized(spec, variant="paper", n_fft=8, hop=2, window="rect", normalized=False, arch="conv", width=64,
                    num_res_blocks=4, hidden_dim=64, code_dim=64, codebook_size=32, zero_padded=True,
                    tokenizer_loss="paper", prior_dim=[256, 256], prior_depth=[4, 4], prior_heads=[2, 2],
                    choice_temperature=[4.0, 4.0])
-    return _run("paper", spec, model, (20_000, 40_000, 30_000), 128, 1e-3,
+    return _run("paper", spec, sized, (20_000, 40_000, 30_000), 128, 1e-3,
                 C.LoopConfig(log_every=200, checkpoint_every=2000))
 
 

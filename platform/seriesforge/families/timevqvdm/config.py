@@ -65,10 +65,11 @@ class TimeVQVDMConfig:
         require(self.embed_dim % 2 == 0, "embed_dim", "must be even (sin and cos halves)")
 
 
-def _run(preset: str, spec: str, model: TimeVQVDMConfig, steps: tuple[int, int], batch: int,
+def _run(preset: str, spec: str, sized: tuple[TimeVQVDMConfig, int], steps: tuple[int, int], batch: int,
          loop: C.LoopConfig, scaling: C.ScalingConfig | None = None) -> C.RunConfig:
     scaling = scaling or C.ScalingConfig()
-    batch = fitting_batch(batch, ucr_shape_from_spec(spec)[2], scaling.num_workers)
+    model, train_rows = sized
+    batch = fitting_batch(batch, train_rows, scaling.num_workers)
     stages = {name: C.StageConfig(steps=n, batch_size=batch, optim=C.OptimConfig(
         lr=1e-3, weight_decay=1e-6, schedule="cosine", warmup_steps=0)) for name, n in zip(("vqvae", "prior"), steps)}
     return C.RunConfig(family="timevqvdm", preset=preset, model=model,
@@ -76,24 +77,25 @@ def _run(preset: str, spec: str, model: TimeVQVDMConfig, steps: tuple[int, int],
                        strategy=C.StrategyConfig(kind="ddp"), scaling=scaling)
 
 
-def _sized(spec: str, **fields) -> TimeVQVDMConfig:
-    length, classes, _ = ucr_shape_from_spec(spec)
-    return TimeVQVDMConfig(length=length, num_classes=classes, **fields)
+def _sized(spec: str, **fields) -> tuple[TimeVQVDMConfig, int]:
+    """The model sized from the dataset the SPEC names (read once), and its training rows (for the batch)."""
+    length, classes, train_rows = ucr_shape_from_spec(spec)
+    return TimeVQVDMConfig(length=length, num_classes=classes, **fields), train_rows
 
 
 def debug(spec: str) -> C.RunConfig:
     """Tiny: trains in seconds on CPU (tests)."""
-    model = _sized(spec, width=8, num_res_blocks=1, hidden_dim=8, codebook_size=32, unet_dim=[8, 8],
+    sized = _sized(spec, width=8, num_res_blocks=1, hidden_dim=8, codebook_size=32, unet_dim=[8, 8],
                    lf_dim_mults=[1, 2], hf_dim_mults=[1, 2], embed_dim=16, sample_steps=8, conditional_steps=4)
-    return _run("debug", spec, model, (20, 20), 8, C.LoopConfig(log_every=5, checkpoint_every=10),
+    return _run("debug", spec, sized, (20, 20), 8, C.LoopConfig(log_every=5, checkpoint_every=10),
                 C.ScalingConfig(max_failures=0))
 
 
 def small(spec: str) -> C.RunConfig:
     """The CPU results budget of docs/results.md: narrower networks (tokenizer width 32 with 2 residual blocks,
     U-Nets of base width 32 / 16: 0.17 M + 4.0 M parameters instead of 1.0 M + 11 M), 800 + 1 600 steps."""
-    model = _sized(spec, width=32, num_res_blocks=2, unet_dim=[32, 16])
-    return _run("small", spec, model, (800, 1600), 32, C.LoopConfig(log_every=100, checkpoint_every=800))
+    sized = _sized(spec, width=32, num_res_blocks=2, unet_dim=[32, 16])
+    return _run("small", spec, sized, (800, 1600), 32, C.LoopConfig(log_every=100, checkpoint_every=800))
 
 
 def thesis(spec: str) -> C.RunConfig:
