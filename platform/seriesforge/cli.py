@@ -9,6 +9,8 @@
     seriesforge eval --checkpoint DIR ...     the papers' metrics, baselines and plots, as Ray tasks
     seriesforge generate --checkpoint ...     sample series to .npy, .parquet or .png (--endpoint: from a server)
     seriesforge serve --checkpoint DIR ...    serve checkpoints over HTTP with Ray Serve, until SIGINT/SIGTERM
+    seriesforge submit train|tune|eval ...    the same commands as Ray jobs on a cluster (Ray Jobs API)
+    seriesforge jobs list|logs|status|stop    follow and manage those jobs
 
 User errors (bad config, data, checkpoint or request) print one line naming what and where, and exit 2.
 """
@@ -60,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_generate(sub)
     _add_serve(sub)
+    _add_jobs(sub)
     return parser
 
 
@@ -205,6 +208,12 @@ def _add_serve(sub) -> None:
     srv.add_argument("--api-key-env", metavar="NAME",
                      help="require a bearer token: the key is read from env var NAME at start (never printed)")
     srv.set_defaults(func=cmd_serve)
+
+
+def _add_jobs(sub) -> None:
+    from seriesforge.submit.commands import add_parsers
+
+    add_parsers(sub)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -461,10 +470,10 @@ def user_error(exc: BaseException) -> SeriesforgeError | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run_reporting_user_errors(command) -> int:
+    """Run `command()`; a user error becomes one line on stderr and exit 2 (job entrypoints share this)."""
     try:
-        return args.func(args)
+        return command()
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -474,6 +483,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {str(err).strip().splitlines()[0]}", file=sys.stderr)
         return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_reporting_user_errors(lambda: args.func(args))
 
 
 if __name__ == "__main__":

@@ -30,3 +30,7 @@ class EndpointError(SeriesforgeError):
     def __init__(self, message: str, status: int = 0) -> None:
         super().__init__(message)
         self.status = status
+
+
+class JobsError(SeriesforgeError):
+    """The Ray Jobs API could not be reached, refused a request, or does not know the job id."""

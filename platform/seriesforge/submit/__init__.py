@@ -1,0 +1,1 @@
+"""Cluster jobs: `seriesforge submit` and `seriesforge jobs` over the Ray Jobs API."""
