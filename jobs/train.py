@@ -1,10 +1,11 @@
-"""Job entrypoint: train a family from a job spec (YAML). What `ray job submit` runs on a cluster.
+"""Job entrypoint: train a family from a job spec (YAML). What a submitted train job runs on a cluster.
 
     python jobs/train.py jobs/specs/t2s_debug.yaml [--set key=value ...]
 
-The spec names family, preset, data SPEC and run directory, plus config overrides; everything else is the
-library's `seriesforge.train.launch.run`, the same call `seriesforge train` makes. RAY_ADDRESS (set by the
-Jobs API) makes it join the cluster instead of starting a local Ray.
+The spec names family, preset, data SPEC and run directory, plus config overrides (seriesforge.submit.specs); the
+rest is `seriesforge.train.launch.run`, the same call `seriesforge train` makes. RAY_ADDRESS (set by the Jobs API)
+makes it join the cluster; SERIESFORGE_STORAGE (submit --storage) is where relative paths resolve. A resubmitted
+job whose run directory exists continues it.
 """
 
 from __future__ import annotations
@@ -13,11 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
-from seriesforge import registry
-from seriesforge.cli import user_error
-from seriesforge.train import launch
+from seriesforge.cli import run_reporting_user_errors
+from seriesforge.submit.specs import enter_storage, load_spec
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,20 +23,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("spec", type=Path, help="job spec YAML (see jobs/specs/)")
     parser.add_argument("--set", action="append", default=[], help="extra config override key=value")
     args = parser.parse_args(argv)
-    spec = yaml.safe_load(args.spec.read_text())
-    sets = [f"{k}={v}" for k, v in (spec.get("set") or {}).items()] + args.set
-    try:
-        cfg = registry.build_run_config(spec["family"], preset=spec.get("preset", "debug"), data_spec=spec["data"],
-                                        sets=sets)
-        result = launch.run(cfg, Path(spec["out"]), resume=bool(spec.get("resume", False)))
-    except Exception as exc:  # noqa: BLE001  (user errors: one line; the rest keep their traceback)
-        err = user_error(exc)
-        if err is None:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"checkpoint {result.checkpoint.path}")
-    return 0
+
+    def job() -> int:
+        from seriesforge.train import launch
+
+        from seriesforge import config as C, registry
+
+        spec = load_spec(args.spec.resolve(), "train")
+        enter_storage()
+        out = Path(spec.out)
+        resume = spec.resume or (out / "config.json").exists()
+        sets = spec.sets() + args.set
+        if resume:  # the saved config, with the spec's overrides (e.g. a larger step budget) on top
+            tree = C.merge(C.to_dict(launch.load_run_config(out)), C.parse_set(sets))
+            cfg = registry.resolve_config(tree)
+        else:
+            spec.set.update(dict(s.split("=", 1) for s in args.set))
+            cfg = spec.run_config()
+        result = launch.run(cfg, out, resume=resume)
+        print(f"checkpoint {result.checkpoint.path}")
+        return 0
+
+    return run_reporting_user_errors(job)
 
 
 if __name__ == "__main__":
