@@ -9,44 +9,36 @@ so a resubmitted job continues where the last one stopped.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from seriesforge.cli import run_reporting_user_errors
-from seriesforge.submit.specs import enter_storage, load_spec
+from seriesforge.submit.specs import job_main
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("spec", type=Path, help="job spec YAML, kind: eval (see jobs/specs/)")
-    args = parser.parse_args(argv)
+def evaluate_all(spec, extra_sets: list[str]) -> int:
+    from seriesforge.errors import CheckpointError, ConfigError
+    from seriesforge.eval.runner import EvalRequest, evaluate
 
-    def job() -> int:
-        from seriesforge.eval.runner import EvalRequest, evaluate
-        from seriesforge.errors import CheckpointError
-
-        spec = load_spec(args.spec.resolve(), "eval")
-        enter_storage()
-        names = spec.dataset_names()
-        missing = [f"{n}: {spec.checkpoint_of(n)}" for n in names if not spec.checkpoint_of(n).exists()]
-        if missing:
-            raise CheckpointError(f"checkpoints: none at {'; '.join(missing)}")
-        out = Path(spec.out)
-        rows = []
-        for i, name in enumerate(names, 1):
-            report = out / name
-            print(f"[{i}/{len(names)}] {name}", flush=True)
-            if not (report / "metrics.json").exists():
-                evaluate(EvalRequest(data=f"ucr:{Path(spec.ucr_root) / name}", out=report,
-                                     checkpoint=spec.checkpoint_of(name), protocol=spec.protocol,
-                                     repeats=spec.repeats, n=spec.n, refine=spec.refine))
-            rows.append(summary_row(name, report))
-        write_summary(out / "summary.csv", rows)
-        print(f"summary   {out / 'summary.csv'}")
-        return 0
-
-    return run_reporting_user_errors(job)
+    if extra_sets:
+        raise ConfigError(f"--set {extra_sets[0]}: an eval spec has no run config to override")
+    names = spec.dataset_names()
+    missing = [f"{n}: {spec.checkpoint_of(n)}" for n in names if not spec.checkpoint_of(n).exists()]
+    if missing:
+        raise CheckpointError(f"checkpoints: none at {'; '.join(missing)}")
+    out = Path(spec.out)
+    rows = []
+    for i, name in enumerate(names, 1):
+        report = out / name
+        print(f"[{i}/{len(names)}] {name}", flush=True)
+        if not (report / "metrics.json").exists():
+            evaluate(EvalRequest(data=f"ucr:{Path(spec.ucr_root) / name}", out=report,
+                                 checkpoint=spec.checkpoint_of(name), protocol=spec.protocol,
+                                 repeats=spec.repeats, n=spec.n, refine=spec.refine,
+                                 metrics=spec.metrics))
+        rows.append(summary_row(name, report))
+    write_summary(out / "summary.csv", rows)
+    print(f"summary   {out / 'summary.csv'}")
+    return 0
 
 
 def summary_row(name: str, report: Path) -> dict:
@@ -69,4 +61,4 @@ def write_summary(path: Path, rows: list[dict]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(job_main(__doc__, "eval", evaluate_all))

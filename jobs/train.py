@@ -1,4 +1,4 @@
-"""Job entrypoint: train a family from a job spec (YAML). What a submitted train job runs on a cluster.
+"""Job entrypoint: train a family from a job spec (YAML, kind: train). What a submitted train job runs.
 
     python jobs/train.py jobs/specs/t2s_debug.yaml [--set key=value ...]
 
@@ -10,42 +10,27 @@ job whose run directory exists continues it.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from seriesforge.cli import run_reporting_user_errors
-from seriesforge.submit.specs import enter_storage, load_spec
+from seriesforge.submit.specs import job_main
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("spec", type=Path, help="job spec YAML (see jobs/specs/)")
-    parser.add_argument("--set", action="append", default=[], help="extra config override key=value")
-    args = parser.parse_args(argv)
+def train(spec, extra_sets: list[str]) -> int:
+    from seriesforge import config as C, registry
+    from seriesforge.train import launch
 
-    def job() -> int:
-        from seriesforge.train import launch
-
-        from seriesforge import config as C, registry
-
-        spec = load_spec(args.spec.resolve(), "train")
-        enter_storage()
-        out = Path(spec.out)
-        resume = spec.resume or (out / "config.json").exists()
-        sets = spec.sets() + args.set
-        if resume:  # the saved config, with the spec's overrides (e.g. a larger step budget) on top
-            tree = C.merge(C.to_dict(launch.load_run_config(out)), C.parse_set(sets))
-            cfg = registry.resolve_config(tree)
-        else:
-            spec.set.update(dict(s.split("=", 1) for s in args.set))
-            cfg = spec.run_config()
-        result = launch.run(cfg, out, resume=resume)
-        print(f"checkpoint {result.checkpoint.path}")
-        return 0
-
-    return run_reporting_user_errors(job)
+    out = Path(spec.out)
+    resume = spec.resume or (out / "config.json").exists()
+    sets = spec.sets() + extra_sets
+    if resume:  # the saved config, with the spec's overrides (e.g. a larger step budget) on top
+        cfg = registry.resolve_config(C.merge(C.to_dict(launch.load_run_config(out)), C.parse_set(sets)))
+    else:
+        cfg = registry.build_run_config(spec.family, preset=spec.preset, data_spec=spec.data, sets=sets)
+    result = launch.run(cfg, out, resume=resume)
+    print(f"checkpoint {result.checkpoint.path}")
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(job_main(__doc__, "train", train))

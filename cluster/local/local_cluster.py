@@ -137,13 +137,7 @@ def kill_node(state_dir: Path, *, node: str | None = None, hosting_pid: int | No
         if entry is None:
             raise SystemExit(f"local cluster: no node named {node!r}; nodes: "
                              + ", ".join(n["name"] for n in state["nodes"]))
-    members = node_processes(entry["pgid"])
-    for proc in members:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(members, timeout=10)
+    kill_all(node_processes(entry["pgid"]))
     entry["killed"] = True
     _save(state_dir, state)
     return entry["name"]
@@ -163,6 +157,18 @@ def node_processes(pgid: int) -> list:
     return list(found.values())
 
 
+def kill_all(processes: list) -> None:
+    """SIGKILL, then wait until they are gone (a killed raylet's ports must be free before a test goes on)."""
+    import psutil
+
+    for proc in processes:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(processes, timeout=10)
+
+
 def _group_of(pid: int) -> int | None:
     try:
         return os.getpgid(pid)
@@ -176,16 +182,8 @@ def stop(state_dir: Path) -> None:
     if not path.exists():
         return
     state = load(state_dir)
-    import psutil
-
     for entry in reversed(state["nodes"]):
-        members = node_processes(entry["pgid"])
-        for proc in members:
-            try:
-                proc.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(members, timeout=10)
+        kill_all(node_processes(entry["pgid"]))
     shutil.rmtree(state["temp_dir"], ignore_errors=True)
     path.unlink()
 

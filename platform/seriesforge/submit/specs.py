@@ -5,7 +5,8 @@ A spec names everything a cluster job needs, so a job is reproducible from one f
     kind: train | tune | eval          (default train)
     train:  family, preset, data, out, set: {dotted.key: value}, resume: bool
     tune:   family, preset, data, out, set, trials, max_concurrent, metric, mode, scheduler, search, space
-    eval:   ucr_root, datasets (list or "all"), checkpoints ("runs/x-{name}"), out, protocol, repeats, n, refine
+    eval:   ucr_root, datasets (list or "all"), checkpoints ("runs/x-{name}"), out, protocol, repeats, n, refine,
+            metrics
 
 Relative paths resolve against SERIESFORGE_STORAGE when the job has one (`seriesforge submit --storage ROOT`), so
 that outputs land on storage every node sees; `enter_storage` moves the job there. Every error names the spec
@@ -65,6 +66,7 @@ class EvalJob:
     repeats: int | None = None
     n: int | None = None
     refine: bool = False
+    metrics: list[str] | None = None  # a subset of the suite's metrics (default: all)
 
     def __post_init__(self) -> None:
         if not (self.datasets == "all" or (isinstance(self.datasets, list) and self.datasets)):
@@ -125,3 +127,24 @@ def enter_storage() -> Path:
         Path(root).mkdir(parents=True, exist_ok=True)
         os.chdir(root)
     return Path.cwd()
+
+
+def job_main(doc: str, kind: str, body, argv: list[str] | None = None) -> int:
+    """What every jobs/*.py entrypoint does: parse `SPEC [--set k=v ...]`, load the spec of `kind`, move to the
+    job's storage, run `body(spec, sets)`; a user error becomes one line and exit 2 (as in the CLI)."""
+    import argparse
+
+    from seriesforge.cli import run_reporting_user_errors
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("spec", type=Path, help=f"job spec YAML, kind: {kind} (see jobs/specs/)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra config override on top of the spec's set: (train and tune specs)")
+    args = parser.parse_args(argv)
+
+    def run() -> int:
+        spec = load_spec(args.spec.resolve(), kind)
+        enter_storage()
+        return body(spec, args.set)
+
+    return run_reporting_user_errors(run)
