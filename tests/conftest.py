@@ -10,6 +10,9 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Ray reads the auth mode when it is first imported in a process; the cluster tests query a token-protected local
+# cluster's state API from this process (embedded Rays turn token auth on by themselves anyway)
+os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
 @pytest.fixture(autouse=True)

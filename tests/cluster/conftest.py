@@ -26,8 +26,9 @@ class LocalCluster:
 
     def env(self, **extra: str) -> dict[str, str]:
         env = dict(os.environ)
-        env.update(RAY_AUTH_MODE="token", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1",
-                   PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}", **extra)
+        env.update({"RAY_AUTH_MODE": "token", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+                    "PYTHONUNBUFFERED": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+                    **extra})
         env.pop("RAY_ADDRESS", None)
         return env
 
@@ -57,7 +58,6 @@ class LocalCluster:
 
 @pytest.fixture(scope="module")
 def local_cluster(tmp_path_factory) -> LocalCluster:
-    os.environ.setdefault("RAY_AUTH_MODE", "token")  # this process queries the Jobs/state APIs too
     state_dir = tmp_path_factory.mktemp("local_cluster")
     cluster = LocalCluster(state_dir, "", "")
     started = cluster.script("start", "--workers", "2", "--head-cpus", "1", "--worker-cpus", "2")

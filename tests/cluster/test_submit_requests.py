@@ -3,7 +3,6 @@ protect outputs, the token and address rules. (The real Jobs API round trips are
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -62,19 +61,21 @@ def test_runtime_env_uploads_this_checkout_without_environments_or_outputs():
     assert "pip" not in env
 
 
-def test_token_mode_follows_the_token_and_an_explicit_choice(monkeypatch, tmp_path):
+def test_the_token_comes_from_env_path_or_home_unless_disabled(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
     for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
         monkeypatch.delenv(name, raising=False)
-    jobs_client.use_cluster_token()
-    assert "RAY_AUTH_MODE" not in os.environ  # no token anywhere: nothing to send
+    assert jobs_client.cluster_token() is None  # no token anywhere: nothing to send
     (tmp_path / ".ray").mkdir()
-    (tmp_path / ".ray" / "auth_token").write_text("t" * 64)
-    jobs_client.use_cluster_token()
-    assert os.environ["RAY_AUTH_MODE"] == "token"
+    (tmp_path / ".ray" / "auth_token").write_text("home-token\n")
+    assert jobs_client.cluster_token() == "home-token"
+    (tmp_path / "other").write_text("path-token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "other"))
+    assert jobs_client.cluster_token() == "path-token"
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "env-token")
+    assert jobs_client.cluster_token() == "env-token"
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    jobs_client.use_cluster_token()
-    assert os.environ["RAY_AUTH_MODE"] == "disabled"
+    assert jobs_client.cluster_token() is None
 
 
 def test_jobs_address_precedence(monkeypatch):

@@ -290,7 +290,9 @@ def build(cfg: ServeConfig, api_key: str | None = None, *, catalog: dict[str, di
     scaling = cfg.autoscaling
     generator = GeneratorDeployment.options(
         autoscaling_config={"min_replicas": scaling.min_replicas, "max_replicas": scaling.max_replicas,
-                            "target_ongoing_requests": scaling.target_ongoing_requests},
+                            "target_ongoing_requests": scaling.target_ongoing_requests,
+                            "upscale_delay_s": scaling.upscale_delay_s,
+                            "downscale_delay_s": scaling.downscale_delay_s},
         max_ongoing_requests=cfg.replica.max_ongoing_requests,
         ray_actor_options={"num_cpus": cfg.replica.num_cpus, "num_gpus": cfg.replica.num_gpus if use_gpu else 0},
     ).bind({name: card["checkpoint"] for name, card in catalog.items()}, max_batch_size=cfg.max_batch_size,

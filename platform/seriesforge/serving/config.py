@@ -52,9 +52,13 @@ class AutoscalingConfig:
     min_replicas: int = 1
     max_replicas: int = 2
     target_ongoing_requests: float = 8.0  # per replica; about half a full batch keeps batches filling
+    upscale_delay_s: float = 30.0  # load must stay above target this long before a replica is added (Ray's default)
+    downscale_delay_s: float = 600.0  # and below it this long before one is removed (Ray's default)
 
     def __post_init__(self) -> None:
         require(self.min_replicas >= 0, "min_replicas", f"must be >= 0, got {self.min_replicas}")
+        require(self.upscale_delay_s >= 0, "upscale_delay_s", f"must be >= 0, got {self.upscale_delay_s}")
+        require(self.downscale_delay_s >= 0, "downscale_delay_s", f"must be >= 0, got {self.downscale_delay_s}")
         require(self.max_replicas >= max(1, self.min_replicas), "max_replicas",
                 f"must be >= max(1, min_replicas={self.min_replicas}), got {self.max_replicas}")
         require(self.target_ongoing_requests > 0, "target_ongoing_requests", "must be > 0")

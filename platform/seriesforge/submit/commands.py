@@ -17,7 +17,8 @@ Everything after KIND that is not a submit option is passed to `seriesforge KIND
 `seriesforge KIND --help`). The job runs with RAY_ADDRESS set, so it joins the cluster. Outputs must go to storage
 every node sees: absolute paths, or --storage ROOT (the job runs there; relative paths resolve under it).
 Token authentication: the client sends the cluster token from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or
-~/.ray/auth_token (copy it from the head: `ray get-auth-token` there); RAY_AUTH_MODE=disabled turns that off.
+~/.ray/auth_token (the file `ray get-auth-token --generate` writes, or a copy of the head's); RAY_AUTH_MODE=disabled
+turns that off.
 """
 
 EXAMPLES_JOBS = """examples:
@@ -148,10 +149,12 @@ def _print_status(job_id: str, address: str | None) -> int:
         print(f"  ran for     {(end - info.start_time) / 1000:.0f} s")
     if status not in ("FAILED", "STOPPED"):
         return 0
-    # Ray's own message repeats up to 20 000 characters of log; its first line says why, the log's tail says what
-    reason = (info.message or "").strip().splitlines()
-    print(f"  reason      {reason[0] if reason else status}" + (f" ({info.error_type})" if info.error_type else ""))
-    tail = jobs_client.logs(job_id, address).rstrip().splitlines()[-STATUS_TAIL_LINES:]
+    # Ray's message: why, then the log as the job manager read it when the entrypoint ended (complete, unlike the
+    # log endpoint right after the status turns FAILED, which may still lag the last lines)
+    message = (info.message or "").strip().splitlines()
+    print(f"  reason      {message[0] if message else status}" + (f" ({info.error_type})" if info.error_type else ""))
+    logged = message[1:] if len(message) > 1 else jobs_client.logs(job_id, address).rstrip().splitlines()
+    tail = logged[-STATUS_TAIL_LINES:]
     print(f"  last {len(tail)} log lines:")
     for line in tail:
         print(f"    {line}")

@@ -11,8 +11,9 @@ The runtime environment carries this checkout: `working_dir` is the project root
 nodes have an older install. Paths in a job are the cluster's: outputs must go to storage every node sees
 (`--storage ROOT`, or absolute paths), never into the job's temporary working directory.
 
-Token authentication: Ray's HTTP job client sends the cluster token only when RAY_AUTH_MODE=token, although
-`ray.init` enables it by itself when a token exists; `use_cluster_token` closes that gap before ray is imported.
+Token authentication: Ray's HTTP job client sends the cluster token only when RAY_AUTH_MODE=token was set before
+ray was first imported, although `ray.init` enables it by itself when a token exists. So the client here reads the
+token itself (`cluster_token`) and sends it as a bearer header, whatever the process imported before.
 """
 
 from __future__ import annotations
@@ -34,13 +35,18 @@ UPLOAD_EXCLUDES = [".venv", ".git", "runs", "demo_out", "bench_data", "sweeps", 
 OUTPUT_FLAGS = ("--out", "--resume")
 
 
-def use_cluster_token() -> None:
-    """Turn on token mode for Ray's HTTP clients when a token is at hand (env or ~/.ray/auth_token)."""
-    if "RAY_AUTH_MODE" in os.environ:
-        return  # the user's explicit choice, either way
-    if (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
-            or (Path.home() / ".ray" / "auth_token").exists()):
-        os.environ["RAY_AUTH_MODE"] = "token"
+def cluster_token() -> str | None:
+    """The token Ray's own clients would send: RAY_AUTH_TOKEN, else the file RAY_AUTH_TOKEN_PATH, else
+    ~/.ray/auth_token; None when there is none or RAY_AUTH_MODE=disabled (the user's explicit choice)."""
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+        return None
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return os.environ["RAY_AUTH_TOKEN"].strip()
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
 
 
 def jobs_address(address: str | None) -> str:
@@ -128,12 +134,12 @@ def runtime_env(req: JobRequest, root: Path | None) -> dict:
 
 
 def client(address: str | None):
-    use_cluster_token()
     from ray.job_submission import JobSubmissionClient
 
     url = jobs_address(address)
+    token = cluster_token()
     try:
-        return JobSubmissionClient(url)
+        return JobSubmissionClient(url, headers={"Authorization": f"Bearer {token}"} if token else None)
     except Exception as exc:  # noqa: BLE001  (connection refused, auth, wrong port: one line naming the address)
         raise JobsError(f"cannot reach the Ray Jobs API at {url}: {_first_line(exc)}") from exc
 
