@@ -35,6 +35,7 @@ bench: env
 	$(PY) benchmarks/ingest.py
 	$(PY) benchmarks/embed.py --limit 20000
 	$(PY) benchmarks/serve_load.py
+	$(PY) benchmarks/cluster_failover.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache
