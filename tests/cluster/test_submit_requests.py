@@ -35,7 +35,8 @@ def test_relative_outputs_are_refused_without_storage(out):
     with pytest.raises(ConfigError, match=r"(--out|--resume) runs/x is relative"):
         jobs_client.entrypoint(req, ROOT)
     req.storage = "/mnt/shared"  # with --storage the job runs there and the path resolves under it
-    assert jobs_client.entrypoint(req, ROOT).startswith("cd /mnt/shared && python -m seriesforge train ")
+    assert jobs_client.entrypoint(req, ROOT).startswith("mkdir -p /mnt/shared && cd /mnt/shared && "
+                                                        "python -m seriesforge train ")
 
 
 def test_spec_jobs_use_the_jobs_entrypoints_and_check_their_outputs(tmp_path):
@@ -44,6 +45,8 @@ def test_spec_jobs_use_the_jobs_entrypoints_and_check_their_outputs(tmp_path):
     req.storage = None  # its out: is relative
     with pytest.raises(ConfigError, match="out: sweeps/t2s-asha32 is relative"):
         jobs_client.entrypoint(req, ROOT)
+    with pytest.raises(ConfigError, match="kind: tune, but this entrypoint runs train specs"):
+        jobs_client.entrypoint(jobs_client.JobRequest("train", [], spec=req.spec, storage="/mnt/shared"), ROOT)
     outside = tmp_path / "spec.yaml"
     outside.write_text("kind: train\n")
     with pytest.raises(ConfigError, match="must lie inside the project"):

@@ -91,11 +91,14 @@ def entrypoint(req: JobRequest, root: Path | None) -> str:
         except ValueError:
             raise ConfigError(f"--spec {req.spec}: must lie inside the project ({root}), which is what the job "
                               "uploads") from None
-        _check_spec_outputs(spec, req.storage)
+        _check_spec(spec, req.kind, req.storage)
         return f"python {KINDS[req.kind]} {shlex.quote(str(rel))}"
     _check_output_flags(req.args, req.storage)
     command = f"python -m seriesforge {req.kind} {shlex.join(req.args)}".rstrip()
-    return f"cd {shlex.quote(req.storage)} && {command}" if req.storage else command
+    if not req.storage:
+        return command
+    where = shlex.quote(req.storage)
+    return f"mkdir -p {where} && cd {where} && {command}"
 
 
 def _check_output_flags(args: list[str], storage: str | None) -> None:
@@ -109,11 +112,12 @@ def _check_output_flags(args: list[str], storage: str | None) -> None:
                                   "node sees, or --storage ROOT to run the job there")
 
 
-def _check_spec_outputs(spec: Path, storage: str | None) -> None:
-    import yaml
+def _check_spec(spec: Path, kind: str, storage: str | None) -> None:
+    """The spec is checked here, before upload: its kind must be KIND's, its keys known, its output reachable."""
+    from seriesforge.submit.specs import load_spec
 
-    out = (yaml.safe_load(spec.read_text()) or {}).get("out")
-    if out is not None and not storage and not Path(str(out)).is_absolute():
+    out = load_spec(spec, kind).out
+    if not storage and not Path(str(out)).is_absolute():
         raise ConfigError(f"--spec {spec}: out: {out} is relative, so it would land in the job's temporary "
                           "working directory on the head node; pass --storage ROOT (storage every node sees) "
                           "or make it absolute")
