@@ -8,8 +8,8 @@
 Why separate `ray start` processes: every node gets its own raylet, object store, agents and worker processes, in
 its own process group, so SIGKILL of one node's group is what a machine failure looks like to Ray (the fault-
 tolerance tests of issue #9 do exactly that). Every port is chosen free at start and recorded in DIR/cluster.json
-with each node's process group; the Ray session lives in a short temporary directory of its own, so an embedded
-`ray.init()` elsewhere on the machine never joins this cluster by accident.
+with each node's process group. Each node keeps its session in a short temporary directory of its own, as on
+separate machines, so an embedded `ray.init()` elsewhere on the machine never joins this cluster by accident.
 
 Token authentication stays on (Ray 2.60's default for a new cluster): the head writes ~/.ray/auth_token if none
 exists, and every node and client here runs with RAY_AUTH_MODE=token so that they send it. `eval "$(python
@@ -84,13 +84,18 @@ def start(state_dir: Path, *, workers: int, head_cpus: int, worker_cpus: int) ->
         "--num-gpus", "0", "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port),
         "--ray-client-server-port", str(free_port()), "--temp-dir", temp_dir, "--disable-usage-stats"])
     state = {"gcs_address": f"127.0.0.1:{gcs_port}", "dashboard_url": f"http://127.0.0.1:{dashboard_port}",
-             "temp_dir": temp_dir, "nodes": []}
+             "temp_dirs": [temp_dir], "nodes": []}
     state["nodes"].append({**_ray_start("head", head_args, state_dir / "head.log"), "node_manager_port": head_nm})
     _save(state_dir, state)  # a failure below still leaves what `stop` needs
     for i in range(1, workers + 1):
         name = f"worker-{i}"
+        # a session directory per node, as on separate machines: each node's log monitor then forwards only
+        # its own workers' lines (with one shared directory every line reached the driver once per node)
+        node_temp = tempfile.mkdtemp(prefix=f"sfray-w{i}-", dir="/tmp")
+        state["temp_dirs"].append(node_temp)
         args, nm = _node_ports(["--address", state["gcs_address"], "--node-ip-address", "127.0.0.1",
-                                "--num-cpus", str(worker_cpus), "--num-gpus", "0", "--disable-usage-stats"])
+                                "--num-cpus", str(worker_cpus), "--num-gpus", "0", "--temp-dir", node_temp,
+                                "--disable-usage-stats"])
         state["nodes"].append({**_ray_start(name, args, state_dir / f"{name}.log"), "node_manager_port": nm})
         _save(state_dir, state)
     _wait_for_nodes(state, 1 + workers)
@@ -184,7 +189,8 @@ def stop(state_dir: Path) -> None:
     state = load(state_dir)
     for entry in reversed(state["nodes"]):
         kill_all(node_processes(entry["pgid"]))
-    shutil.rmtree(state["temp_dir"], ignore_errors=True)
+    for temp_dir in state["temp_dirs"]:
+        shutil.rmtree(temp_dir, ignore_errors=True)
     path.unlink()
 
 
