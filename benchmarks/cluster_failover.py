@@ -76,7 +76,7 @@ def main() -> int:
     parser.add_argument("--kill-after", type=int, default=40, help="kill once this step's checkpoint exists")
     args = parser.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "token")
-    from ray.util.state import list_actors
+    from ray.util.state import list_actors, list_nodes
 
     work = Path(tempfile.mkdtemp(prefix="sf-failover-"))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
@@ -96,8 +96,10 @@ def main() -> int:
             wait(lambda: logged(run), timeout_s=600)
             kill_info["first_step_s"] = logged(run)[0][1] - kill_info["submitted"]
             wait(ckpt.exists, timeout_s=600, poll_s=0.1)
-            worker = list_actors(address=jobs_url, filters=[("class_name", "=", "RayTrainWorker"),
-                                                            ("state", "=", "ALIVE")])[0]
+            head = next(n.node_id for n in list_nodes(address=jobs_url) if n.is_head_node)
+            worker = next(w for w in list_actors(address=jobs_url, filters=[("class_name", "=", "RayTrainWorker"),
+                                                                            ("state", "=", "ALIVE")])
+                          if w.node_id != head)  # a worker node dies, not the head
             kill_info["at"] = time.time()
             kill_info["node"] = sh(sys.executable, str(SCRIPT), "kill-node", "--dir", str(work / "cluster"),
                                    "--hosting-pid", str(worker.pid), env=env).strip()

@@ -89,7 +89,7 @@ def test_spec_job_runs_under_storage_and_stops(local_cluster, tmp_path):
 
 
 def test_worker_node_killed_mid_training_resumes_from_the_last_checkpoint(local_cluster, tmp_path):
-    from ray.util.state import list_actors
+    from ray.util.state import list_actors, list_nodes
 
     every, log_every = 20, 5
     run = tmp_path / "run"
@@ -101,7 +101,9 @@ def test_worker_node_killed_mid_training_resumes_from_the_last_checkpoint(local_
     workers = list_actors(address=local_cluster.jobs_url, filters=[("class_name", "=", "RayTrainWorker"),
                                                                    ("state", "=", "ALIVE")])
     assert len(workers) == 2, workers
-    killed = local_cluster.script("kill-node", "--hosting-pid", str(workers[0].pid))
+    head = next(n.node_id for n in list_nodes(address=local_cluster.jobs_url) if n.is_head_node)
+    victim = next(w for w in workers if w.node_id != head)  # a worker node dies, not the head
+    killed = local_cluster.script("kill-node", "--hosting-pid", str(victim.pid))
     assert killed.returncode == 0 and "killed worker-" in killed.stdout, killed.stdout + killed.stderr
     assert local_cluster.wait_job(job_id, timeout_s=420) == "SUCCEEDED", local_cluster.cli(
         "jobs", "status", job_id, "--address", local_cluster.jobs_url).stdout

@@ -134,7 +134,9 @@ def _load_data_init(model: torch.nn.Module, init: dict) -> None:
     unexpected = sorted(set(init) - set(model.state_dict()))
     if unexpected:
         raise RuntimeError(f"data_init returned keys the model does not have: {unexpected[:3]}")
-    model.load_state_dict({k: torch.as_tensor(v) for k, v in init.items()}, strict=False)
+    # the arrays arrive read-only from Ray's object store; load_state_dict copies them anyway, so copy here instead
+    # of handing torch a non-writable buffer (which it warns about)
+    model.load_state_dict({k: torch.tensor(v) for k, v in init.items()}, strict=False)
 
 
 def _validation(cfg: RunConfig, wrapped, strategy: Strategy, batch_size: int,
