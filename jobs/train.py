@@ -17,14 +17,14 @@ from seriesforge.submit.specs import job_main
 
 
 def train(spec, extra_sets: list[str]) -> int:
-    from seriesforge import config as C, registry
+    from seriesforge import registry
     from seriesforge.train import launch
 
     out = Path(spec.out)
     resume = spec.resume or (out / "config.json").exists()
     sets = spec.sets() + extra_sets
     if resume:  # the saved config, with the spec's overrides (e.g. a larger step budget) on top
-        cfg = registry.resolve_config(C.merge(C.to_dict(launch.load_run_config(out)), C.parse_set(sets)))
+        cfg = launch.resume_config(out, sets=sets)
     else:
         cfg = registry.build_run_config(spec.family, preset=spec.preset, data_spec=spec.data, sets=sets)
     result = launch.run(cfg, out, resume=resume)

@@ -96,3 +96,18 @@ def test_missing_required_value():
         tree = C.to_dict(build())
         del tree["stages"]["denoiser"]["steps"]
         registry.resolve_config(tree)
+
+
+def test_resume_config_is_the_saved_config_with_overrides_on_top(tmp_path):
+    """`train --resume RUN --set ...` and the train job entrypoint continue from the saved config, not a preset."""
+    from seriesforge import registry
+    from seriesforge.train import launch
+
+    saved = registry.build_run_config("stdiff", preset="debug", data_spec="sines:24", sets=["stages.denoiser.batch_size=12"])
+    launch.prepare_run_dir(saved, tmp_path, resume=False)
+    assert launch.resume_config(tmp_path) == saved
+    (tmp_path / "more.yaml").write_text("loop: {log_every: 7}\n")
+    longer = launch.resume_config(tmp_path, config_file=str(tmp_path / "more.yaml"),
+                                  sets=["stages.denoiser.steps=99"])
+    assert (longer.stages["denoiser"].steps, longer.loop.log_every) == (99, 7)
+    assert longer.stages["denoiser"].batch_size == 12  # the saved value, not the preset's

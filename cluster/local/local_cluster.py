@@ -13,7 +13,8 @@ separate machines, so an embedded `ray.init()` elsewhere on the machine never jo
 
 Token authentication stays on (Ray 2.60's default for a new cluster): the head writes ~/.ray/auth_token if none
 exists, and every node and client here runs with RAY_AUTH_MODE=token so that they send it. `eval "$(python
-cluster/local/local_cluster.py env --dir DIR)"` exports RAY_ADDRESS and RAY_AUTH_MODE for a shell.
+cluster/local/local_cluster.py env --dir DIR)"` exports RAY_ADDRESS, RAY_API_SERVER_ADDRESS (the Jobs API) and
+RAY_AUTH_MODE for a shell.
 
 Nothing here imports seriesforge: the script works for any project, and the tests call it as a subprocess.
 """
@@ -63,14 +64,13 @@ def _ray_start(name: str, args: list[str], log: Path) -> dict:
     return {"name": name, "pgid": proc.pid, "log": str(log)}
 
 
-def _node_ports(prefix_args: list[str]) -> tuple[list[str], int]:
+def _node_ports(prefix_args: list[str]) -> list[str]:
     """Ports one node needs of its own on a shared machine (Ray's defaults would collide between nodes)."""
-    node_manager = free_port()
-    ports = ["--node-manager-port", str(node_manager), "--object-manager-port", str(free_port()),
+    ports = ["--node-manager-port", str(free_port()), "--object-manager-port", str(free_port()),
              "--dashboard-agent-listen-port", str(free_port()), "--dashboard-agent-grpc-port", str(free_port()),
              "--runtime-env-agent-port", str(free_port()), "--metrics-export-port", str(free_port()),
              "--min-worker-port", "0", "--max-worker-port", "0"]  # 0: the OS picks each worker's port
-    return prefix_args + ports, node_manager
+    return prefix_args + ports
 
 
 def start(state_dir: Path, *, workers: int, head_cpus: int, worker_cpus: int) -> dict:
@@ -79,13 +79,13 @@ def start(state_dir: Path, *, workers: int, head_cpus: int, worker_cpus: int) ->
         raise SystemExit(f"local cluster: {state_dir / STATE_FILE} exists; stop that cluster first")
     temp_dir = tempfile.mkdtemp(prefix="sfray-", dir="/tmp")  # short: Ray's unix socket paths must stay < 108
     gcs_port, dashboard_port = free_port(), free_port()
-    head_args, head_nm = _node_ports([
+    head_args = _node_ports([
         "--head", "--port", str(gcs_port), "--node-ip-address", "127.0.0.1", "--num-cpus", str(head_cpus),
         "--num-gpus", "0", "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port),
         "--ray-client-server-port", str(free_port()), "--temp-dir", temp_dir, "--disable-usage-stats"])
     state = {"gcs_address": f"127.0.0.1:{gcs_port}", "dashboard_url": f"http://127.0.0.1:{dashboard_port}",
              "temp_dirs": [temp_dir], "nodes": []}
-    state["nodes"].append({**_ray_start("head", head_args, state_dir / "head.log"), "node_manager_port": head_nm})
+    state["nodes"].append(_ray_start("head", head_args, state_dir / "head.log"))
     _save(state_dir, state)  # a failure below still leaves what `stop` needs
     for i in range(1, workers + 1):
         name = f"worker-{i}"
@@ -93,10 +93,10 @@ def start(state_dir: Path, *, workers: int, head_cpus: int, worker_cpus: int) ->
         # its own workers' lines (with one shared directory every line reached the driver once per node)
         node_temp = tempfile.mkdtemp(prefix=f"sfray-w{i}-", dir="/tmp")
         state["temp_dirs"].append(node_temp)
-        args, nm = _node_ports(["--address", state["gcs_address"], "--node-ip-address", "127.0.0.1",
+        args = _node_ports(["--address", state["gcs_address"], "--node-ip-address", "127.0.0.1",
                                 "--num-cpus", str(worker_cpus), "--num-gpus", "0", "--temp-dir", node_temp,
                                 "--disable-usage-stats"])
-        state["nodes"].append({**_ray_start(name, args, state_dir / f"{name}.log"), "node_manager_port": nm})
+        state["nodes"].append(_ray_start(name, args, state_dir / f"{name}.log"))
         _save(state_dir, state)
     _wait_for_nodes(state, 1 + workers)
     return state
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.action == "env":
         state = load(args.dir)
         print(f"export RAY_ADDRESS={state['gcs_address']} RAY_AUTH_MODE=token "
-              f"SERIESFORGE_JOBS_ADDRESS={state['dashboard_url']}")
+              f"RAY_API_SERVER_ADDRESS={state['dashboard_url']}")
     else:
         stop(args.dir)
         print("cluster stopped")

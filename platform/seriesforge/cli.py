@@ -295,13 +295,7 @@ def cmd_train(args) -> int:
     from seriesforge.train import launch
 
     if args.resume:
-        cfg = launch.load_run_config(args.resume)
-        if args.set or args.config:
-            from seriesforge import config as C
-
-            tree = C.to_dict(cfg)
-            tree = C.merge(tree, C.load_yaml(args.config)) if args.config else tree
-            cfg = registry.resolve_config(C.merge(tree, C.parse_set(args.set)))
+        cfg = launch.resume_config(args.resume, config_file=args.config, sets=args.set)
         run_dir = args.resume
     elif args.from_checkpoint:
         cfg = launch.config_from_checkpoint(args.from_checkpoint, stages=args.stage or [], family=args.family,

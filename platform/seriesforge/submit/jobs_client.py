@@ -106,21 +106,23 @@ def _check_output_flags(args: list[str], storage: str | None) -> None:
         for flag in OUTPUT_FLAGS:
             value = args[i + 1] if arg == flag and i + 1 < len(args) else (
                 arg.split("=", 1)[1] if arg.startswith(flag + "=") else None)
-            if value is not None and not storage and not Path(value).is_absolute():
-                raise ConfigError(f"submit: {flag} {value} is relative, so it would land in the job's temporary "
-                                  "working directory on the head node; give an absolute path on storage every "
-                                  "node sees, or --storage ROOT to run the job there")
+            if value is not None:
+                _refuse_relative(f"submit: {flag} {value}", value, storage)
 
 
 def _check_spec(spec: Path, kind: str, storage: str | None) -> None:
     """The spec is checked here, before upload: its kind must be KIND's, its keys known, its output reachable."""
     from seriesforge.submit.specs import load_spec
 
-    out = load_spec(spec, kind).out
-    if not storage and not Path(str(out)).is_absolute():
-        raise ConfigError(f"--spec {spec}: out: {out} is relative, so it would land in the job's temporary "
-                          "working directory on the head node; pass --storage ROOT (storage every node sees) "
-                          "or make it absolute")
+    out = str(load_spec(spec, kind).out)
+    _refuse_relative(f"--spec {spec}: out: {out}", out, storage)
+
+
+def _refuse_relative(what: str, path: str, storage: str | None) -> None:
+    if not storage and not Path(path).is_absolute():
+        raise ConfigError(f"{what} is relative, so it would land in the job's temporary working directory on the "
+                          "head node; give an absolute path on storage every node sees, or --storage ROOT to run "
+                          "the job there")
 
 
 def runtime_env(req: JobRequest, root: Path | None) -> dict:
@@ -160,23 +162,27 @@ def submit(req: JobRequest, address: str | None = None) -> str:
         raise JobsError(f"submit to {jobs_address(address)} refused: {_first_line(exc)}") from exc
 
 
-def info(job_id: str, address: str | None = None):
+def _lookup(job_id: str, address: str | None):
+    """One client and the job's info: an unknown id fails with its name, not with an HTTP body."""
     jobs = client(address)
     try:
-        return jobs.get_job_info(job_id)
+        return jobs, jobs.get_job_info(job_id)
     except Exception as exc:  # noqa: BLE001  (the SDK raises RuntimeError for an unknown id)
         raise JobsError(f"job {job_id}: {_first_line(exc)}") from exc
 
 
+def info(job_id: str, address: str | None = None):
+    return _lookup(job_id, address)[1]
+
+
 def logs(job_id: str, address: str | None = None) -> str:
-    info(job_id, address)  # an unknown id fails with its name, not with an HTTP body
-    return client(address).get_job_logs(job_id)
+    jobs, _ = _lookup(job_id, address)
+    return jobs.get_job_logs(job_id)
 
 
 def follow(job_id: str, address: str | None = None, write=print) -> str:
     """Stream the job's log until it ends; returns its final status."""
-    info(job_id, address)
-    jobs = client(address)
+    jobs, _ = _lookup(job_id, address)
 
     async def stream() -> None:
         async for chunk in jobs.tail_job_logs(job_id):
@@ -193,8 +199,7 @@ def list_jobs(address: str | None = None) -> list:
 def stop(job_id: str, address: str | None = None, timeout_s: float = 60) -> str:
     import time
 
-    info(job_id, address)
-    jobs = client(address)
+    jobs, _ = _lookup(job_id, address)
     jobs.stop_job(job_id)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -179,3 +179,16 @@ def load_run_config(run_dir: Path) -> RunConfig:
     if not path.exists():
         raise ConfigError(f"--resume {run_dir}: not a run directory (no config.json)")
     return registry.resolve_config(json.loads(path.read_text()))
+
+
+def resume_config(run_dir: Path, *, config_file: str | None = None, sets: list[str] = ()) -> RunConfig:
+    """The config to continue `run_dir` with: the saved one, then a YAML file's and `key=value` overrides (e.g. a
+    larger step budget). Shared by `seriesforge train --resume` and the train job entrypoint."""
+    from seriesforge import config as C
+
+    cfg = load_run_config(run_dir)
+    if not (config_file or sets):
+        return cfg
+    tree = C.to_dict(cfg)
+    tree = C.merge(tree, C.load_yaml(config_file)) if config_file else tree
+    return registry.resolve_config(C.merge(tree, C.parse_set(list(sets))))
