@@ -1,16 +1,22 @@
 """Caption-corpus ingest: a raw single-process pyarrow pass vs Ray Data streaming to 2 Ray Train workers.
 
-(a) raw:      pyarrow reads every parquet shard and turns each row's series into a float32 numpy array.
-(b) platform: the training path's reader (`data.pipeline.read_corpus`: read, validate every row, scale) as a
-              Ray Dataset handed to a TorchTrainer with 2 CPU workers; each worker streams its shard
-              (`get_dataset_shard`) and stacks each batch's rows into torch tensors of one length.
-Both count every row. Prints rows/s for both, the ratio b/a, and the peak memory (PSS) summed over this process
-and all its descendants (the Ray processes included), sampled every 0.2 s. (b)'s rate is timed inside the
-workers, from the first batch request to the last batch; the end-to-end time with Ray Train's start-up is
-printed beside it. Runs at 600k and 60k rows.
+(a) raw:       pyarrow reads every parquet shard's series and captions and turns each row's series into a float32
+               numpy array.
+(b) platform:  what training streams: the length-partitioned table that `data.pipeline.prepare_training_data`
+               builds once per corpus (its one-off pass is timed and printed too), one Ray Dataset per length,
+               reading T2S's columns (series, caption), handed to a TorchTrainer with 2 CPU workers. Each worker
+               streams its shards (`get_dataset_shard`) at once, a batch from each in turn, through training's
+               own `data.batches.shuffled_batches`, into torch tensors of one length, for --epochs epochs. The first epoch pays the
+               pipeline's start-up and is reported alone (`ray_*`); the later ones by their median
+               (`ray_later_epochs_*`).
+(b')           for comparison, one pass over the corpus validated on the fly (`ray_validating_*`).
+All passes count every row. Rates are timed inside the workers, from the first batch request to the last batch
+(the slower worker); the wait for the first batch and the end-to-end time with Ray Train's start-up are printed
+beside them. Peak memory is the PSS summed over this process and all its descendants (the Ray processes
+included), sampled once a second. Runs at 600k and 60k rows.
 Targets: b/a >= 0.5; peak memory <= 4 GB and no larger at 600k than at 60k (streaming, not materialising).
 
-    python benchmarks/ingest.py [--sizes 600000,60000] [--corpora bench_data] [--batch 1024]
+    python benchmarks/ingest.py [--sizes 600000,60000] [--corpora bench_data] [--batch 1024] [--epochs 5]
 
 The stand-in corpora are written once under --corpora (`seriesforge data captions make`, deterministic).
 """
@@ -34,9 +40,11 @@ class PeakMemory:
 
     PSS, not RSS: Ray's workers map the same object-store and library pages, and summing RSS would count each
     shared page once per process (6 GB "used" for a 6 000-row corpus).
+    One sample costs ~45 ms of CPU with Ray's ~24 processes (reading each one's smaps), so it is taken once a
+    second: every 0.2 s it took ~20 % of a core from the passes it measures, on a 2-core machine.
     """
 
-    def __init__(self, interval: float = 0.2) -> None:
+    def __init__(self, interval: float = 1.0) -> None:
         self.interval, self.peak, self._stop = interval, 0, threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -85,17 +93,33 @@ def raw_pass(corpus: Path, batch: int) -> int:
 
 
 def stream_worker(config: dict) -> None:
-    import pyarrow as pa
+    import ray.train
+
+    rank = ray.train.get_context().get_world_rank()
+    epochs = [stream_epoch(config, epoch) for epoch in range(config["epochs"])]
+    # Every rank's files land in the one checkpoint directory of this report (Ray Train 2.60 merges them).
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, f"epochs_rank{rank}.json").write_text(json.dumps(epochs))
+        ray.train.report({"epochs": len(epochs)}, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+
+def stream_epoch(config: dict, epoch: int) -> dict:
+    """One pass over this worker's shards: rows, seconds from the first batch request to the last batch, and the
+    wait for the first batch. All datasets stream at once, a batch from each in turn, as training's length
+    buckets do. A table bucket streams through training's own `shuffled_batches` (Ray Data's local shuffle,
+    Arrow batches to float32 arrays) and becomes torch tensors; the unbucketed corpus is split
+    by length first, unshuffled."""
     import ray.train
     import torch
 
-    from seriesforge.data.pipeline import columns_as_numpy
+    from seriesforge.data.batches import shuffled_batches
 
+    shards = [ray.train.get_dataset_shard(key) for key in config["keys"]]
+    if config["shuffle"]:
+        live = [shuffled_batches(s, batch_size=config["batch"], keys=("series",), seed=epoch) for s in shards]
+    else:
+        live = [by_length(s.iter_batches(batch_size=config["batch"], batch_format="pyarrow")) for s in shards]
     rows, tic, first = 0, time.perf_counter(), None
-    # All datasets stream at once, a batch from each in turn, as training's length buckets do; batches arrive
-    # as Arrow and become tensors the way training's `columns_as_numpy` makes them.
-    live = [iter(ray.train.get_dataset_shard(key).iter_batches(batch_size=config["batch"], batch_format="pyarrow"))
-            for key in config["keys"]]
     while live:
         for stream in list(live):
             batch = next(stream, None)
@@ -103,16 +127,20 @@ def stream_worker(config: dict) -> None:
                 live.remove(stream)
                 continue
             first = first or time.perf_counter() - tic
-            lengths = batch.column("length").to_numpy()
-            for length in np.unique(lengths):  # one length per table bucket; several in the unbucketed corpus
-                part = batch if len(np.unique(lengths)) == 1 else batch.filter(pa.array(lengths == length))
-                rows += torch.from_numpy(columns_as_numpy(part, ("series",))["series"]).shape[0]  # (B_L, L)
-    seconds = time.perf_counter() - tic
-    rank = ray.train.get_context().get_world_rank()
-    # Every rank's files land in the one checkpoint directory of this report (Ray Train 2.60 merges them).
-    with tempfile.TemporaryDirectory() as tmp:
-        Path(tmp, f"rows_rank{rank}.json").write_text(json.dumps({"rows": rows, "seconds": seconds, "first": first}))
-        ray.train.report({"rows": rows}, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+            rows += torch.from_numpy(batch["series"]).shape[0]  # (B, L)
+    return {"rows": rows, "seconds": time.perf_counter() - tic, "first": first}
+
+
+def by_length(batches):
+    """Arrow batches of mixed lengths -> {"series": (B_L, L)} arrays, one per length present in each batch."""
+    import pyarrow as pa
+
+    from seriesforge.data.batches import columns_as_numpy
+
+    for batch in batches:
+        lengths = batch.column("length").to_numpy()
+        for length in np.unique(lengths):
+            yield columns_as_numpy(batch.filter(pa.array(lengths == length)), ("series",))
 
 
 def training_table(corpus: Path) -> tuple[dict, dict, float]:
@@ -121,36 +149,42 @@ def training_table(corpus: Path) -> tuple[dict, dict, float]:
     import shutil
 
     from seriesforge.config import DataConfig
-    from seriesforge.data.pipeline import prepare_training_data
+    from seriesforge.data.pipeline import length_datasets, prepare_training_data, streamed_columns
     from seriesforge.protocols import DataNeeds
 
     lengths = sorted(int(n) for n in json.loads((corpus / "corpus.json").read_text())["counts"]["length"])
     shutil.rmtree(corpus / "_seriesforge_cache", ignore_errors=True)
     tic = time.perf_counter()
-    data = prepare_training_data(DataConfig(spec=f"captions:{corpus}", lengths=lengths), DataNeeds(),
-                                 fallback_cache=corpus / "_fallback_cache", progress=False)
-    return data.datasets, data.rows_per_length, time.perf_counter() - tic
+    cfg = DataConfig(spec=f"captions:{corpus}", lengths=lengths)
+    data = prepare_training_data(cfg, DataNeeds(), fallback_cache=corpus / "_fallback_cache", progress=False)
+    seconds = time.perf_counter() - tic
+    # what T2S streams: series and the caption that keys its embedding (the embeddings themselves are looked up
+    # in a memory-mapped store, not streamed; filling it is benchmarks/embed.py's business)
+    t2s_columns = streamed_columns(DataNeeds(text_encoder="minilm"))
+    return length_datasets(data.table, cfg, data.rows_per_length, t2s_columns), data.rows_per_length, seconds
 
 
-def ray_pass(datasets: dict, batch: int, storage: str) -> tuple[int, float, float]:
-    """Rows seen by both workers together (each its own shard: streaming_split underneath), the streaming
-    time (from a worker's first batch request to its last batch, the slower worker's) and, within it, the wait
-    for the first batch (the pipeline's start-up)."""
+def ray_pass(datasets: dict, batch: int, storage: str, epochs: int, shuffle: bool) -> list[dict]:
+    """Per epoch: rows seen by both workers together (each its own shard: streaming_split underneath), the
+    streaming time (the slower worker's) and, within it, the wait for the first batch (the pipeline's start-up)."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    trainer = TorchTrainer(stream_worker, train_loop_config={"batch": batch, "keys": sorted(datasets)},
-                           datasets=datasets, scaling_config=ray.train.ScalingConfig(num_workers=2),
+    trainer = TorchTrainer(stream_worker, datasets=datasets,
+                           train_loop_config={"batch": batch, "keys": sorted(datasets), "epochs": epochs,
+                                              "shuffle": shuffle},
+                           scaling_config=ray.train.ScalingConfig(num_workers=2),
                            run_config=ray.train.RunConfig(storage_path=storage, name="ingest"))
     result = trainer.fit()
     with result.checkpoint.as_directory() as d:
-        per_rank = [json.loads(p.read_text()) for p in sorted(Path(d).glob("rows_rank*.json"))]
+        per_rank = [json.loads(p.read_text()) for p in sorted(Path(d).glob("epochs_rank*.json"))]
     if len(per_rank) != 2:
         raise RuntimeError(f"expected row counts from 2 workers, got {len(per_rank)}")
-    return sum(r["rows"] for r in per_rank), max(r["seconds"] for r in per_rank), max(r["first"] for r in per_rank)
+    return [{"rows": sum(r[e]["rows"] for r in per_rank), "seconds": max(r[e]["seconds"] for r in per_rank),
+             "first": max(r[e]["first"] for r in per_rank)} for e in range(epochs)]
 
 
-def measure(corpus: Path, n: int, batch: int) -> dict:
+def measure(corpus: Path, n: int, batch: int, epochs: int) -> dict:
     from seriesforge.config import DataConfig
     from seriesforge.data.pipeline import read_corpus
     from seriesforge.runtime import init_ray
@@ -166,27 +200,41 @@ def measure(corpus: Path, n: int, batch: int) -> dict:
         datasets, rows_per_length, first_s = training_table(corpus)
     out.update(first_pass_rows_per_s=round(n / first_s), first_pass_seconds=round(first_s, 1),
                first_pass_peak_pss_gb=round(first_mem.peak / 2**30, 2))
-    # (b) what every epoch of training streams: the table; and, for comparison, the corpus validated on the fly
-    # (what a first run would stream if there were no table)
-    for name, source in (("ray", datasets), ("ray_validating", None)):
+    # (b) what training streams: the table, for `epochs` epochs (the first pays the pipeline's start-up: Ray Train
+    # creates a streaming-split coordinator actor per dataset; later epochs reuse them); and, for comparison, one
+    # pass over the corpus validated on the fly (what a first run would stream if there were no table)
+    for name, source, passes in (("ray", datasets, epochs), ("ray_validating", None, 1)):
         # Ray Train splits each dataset equally across workers (streaming_split(equal=True)): a dataset of an
-        # odd row count leaves one row out of the epoch. Anything beyond that is a lost row.
-        counts = rows_per_length.values() if source is datasets else [n]
-        expected = sum(c - c % 2 for c in counts)
+        # odd row count leaves one row out of the epoch. Training's batches are full ones, so each worker's
+        # last partial batch of each length is left out too. Anything beyond that is a lost row.
+        if source is datasets:
+            expected = sum(2 * (c // 2 // batch * batch) for c in rows_per_length.values())
+        else:
+            expected = n - n % 2
         if source is None:
             source = {"train": read_corpus(DataConfig(spec=f"captions:{corpus}"))[0]}
         with PeakMemory() as mem, tempfile.TemporaryDirectory() as storage:
             tic = time.perf_counter()
-            rows, stream_s, first_batch_s = ray_pass(source, batch, storage)
+            per_epoch = ray_pass(source, batch, storage, passes, shuffle=source is datasets)
             total_s = time.perf_counter() - tic
-        if raw_rows != n or rows != expected:
-            raise RuntimeError(f"rows lost: corpus {n}, raw pass {raw_rows}, {name} pass {rows} (expected {expected})")
-        out[f"{name}_rows_left_by_equal_split"] = n - rows
-        out.update({f"{name}_rows_per_s": round(rows / stream_s), f"{name}_ratio": round(raw_s / stream_s, 3),
-                    f"{name}_stream_seconds": round(stream_s, 1), f"{name}_first_batch_seconds": round(first_batch_s, 1),
-                    f"{name}_rows_per_s_after_first_batch": round(rows / max(stream_s - first_batch_s, 1e-9)),
+        if raw_rows != n or any(e["rows"] != expected for e in per_epoch):
+            raise RuntimeError(f"rows lost: corpus {n}, raw pass {raw_rows}, {name} epochs "
+                               f"{[e['rows'] for e in per_epoch]} (expected {expected} each)")
+        cold = per_epoch[0]
+        out[f"{name}_rows_left_by_split_and_full_batches"] = n - cold["rows"]
+        rate = lambda e: e["rows"] / e["seconds"]  # noqa: E731  (the ratios compare rates: (b) sees a few rows fewer)
+        out.update({f"{name}_rows_per_s": round(rate(cold)),
+                    f"{name}_ratio": round(rate(cold) / (raw_rows / raw_s), 3),
+                    f"{name}_stream_seconds": round(cold["seconds"], 1),
+                    f"{name}_first_batch_seconds": round(cold["first"], 1),
                     f"{name}_end_to_end_seconds": round(total_s, 1),
                     f"{name}_peak_pss_gb": round(mem.peak / 2**30, 2)})
+        if len(per_epoch) > 1:  # the epochs after the first: what a long training run streams, epoch after epoch
+            warm = float(np.median([rate(e) for e in per_epoch[1:]]))
+            out.update({f"{name}_later_epochs_rows_per_s": round(warm),
+                        f"{name}_later_epochs_ratio": round(warm / (raw_rows / raw_s), 3),
+                        f"{name}_later_epochs_ratios": [round(rate(e) / (raw_rows / raw_s), 2) for e in per_epoch[1:]],
+                        f"{name}_later_epochs_first_batch_seconds": [round(e["first"], 2) for e in per_epoch[1:]]})
     return out
 
 
@@ -195,17 +243,19 @@ def main() -> None:
     parser.add_argument("--sizes", default="600000,60000", help="corpus sizes to run, in order")
     parser.add_argument("--corpora", type=Path, default=Path("bench_data"), help="where stand-in corpora live")
     parser.add_argument("--batch", type=int, default=1024, help="rows per batch on both sides")
+    parser.add_argument("--epochs", type=int, default=5,
+                        help="epochs (b) streams; the first is reported alone, the rest by their median")
     args = parser.parse_args()
     import ray
 
     results = []
     for n in [int(x) for x in args.sizes.split(",")]:
         corpus = ensure_corpus(args.corpora, n)
-        results.append(measure(corpus, n, args.batch))
+        results.append(measure(corpus, n, args.batch, args.epochs))
         ray.shutdown()  # each size starts from a fresh Ray, so peak memory is that size's own
         print(json.dumps(results[-1]), flush=True)
     print(json.dumps({"benchmark": "ingest", "device": f"CPU, {os.cpu_count()} cores", "batch": args.batch,
-                      "targets": {"ratio": ">= 0.5", "peak_rss_gb": "<= 4, not larger at 600k than at 60k"},
+                      "epochs": args.epochs, "targets": {"ratio": ">= 0.5", "peak_rss_gb": "<= 4, not larger at 600k than at 60k"},
                       "runs": results}, indent=2))
 
 

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from seriesforge.data.pipeline import interleaved_batches, length_schedule
+from seriesforge.data.batches import SHUFFLE_BATCHES, interleaved_batches, length_schedule
 from seriesforge.errors import DataError
 
 
@@ -15,10 +15,11 @@ class FakeShard:
     """Quacks like a Ray DataIterator: iter_batches(...) -> numpy batches; counts epochs."""
 
     def __init__(self, length: int, rows: int):
-        self.length, self.rows, self.epochs = length, rows, 0
+        self.length, self.rows, self.epochs, self.calls = length, rows, 0, []
 
-    def iter_batches(self, *, batch_size, drop_last, **_):
+    def iter_batches(self, *, batch_size, drop_last, **kw):
         self.epochs += 1
+        self.calls.append({"drop_last": drop_last, **kw})
         data = np.arange(self.rows * self.length, dtype=np.float32).reshape(self.rows, self.length)
         stop = self.rows - self.rows % batch_size if drop_last else self.rows
         for i in range(0, stop, batch_size):
@@ -65,3 +66,12 @@ def test_replayed_epochs_cover_every_row():
 def test_shard_smaller_than_a_batch_is_a_clear_error():
     with pytest.raises(DataError, match="length 24: this worker's shard has fewer rows than batch_size=4"):
         _take({24: FakeShard(24, 3)}, 1, schedule="round_robin")
+
+
+
+def test_each_streamed_epoch_asks_ray_for_a_local_shuffle_with_a_new_seed():
+    shard = FakeShard(24, 8)
+    _take({24: shard}, 6, schedule="round_robin", cache_mb=0.0)  # 2 batches per epoch: 3 epochs
+    assert [kw["local_shuffle_seed"] for kw in shard.calls] == [0, 1, 2]
+    assert {kw["local_shuffle_buffer_size"] for kw in shard.calls} == {4 * SHUFFLE_BATCHES}
+    assert all(kw["drop_last"] for kw in shard.calls)  # training steps on full batches only

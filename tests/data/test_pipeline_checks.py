@@ -78,14 +78,22 @@ def test_duplicate_ids_are_an_error_in_either_mode(ray_local, tmp_path):
 
 
 def test_validation_rows_are_held_out_stably_and_disjointly(ray_local, tmp_path):
+    from seriesforge.data.pipeline import length_datasets
+
     corpus = write_jsonl(tmp_path / "corpus", good_rows(400))
+    split_cfg = DataConfig(spec=f"captions:{corpus}", lengths=[24], val_fraction=0.25)
     data = prepare(corpus, tmp_path, val_fraction=0.25)
-    train_ids = {r["id"] for r in data.datasets["len_24"].take_all()}
-    val_ids = {r["id"] for r in data.datasets["val_24"].take_all()}
+    assert data.datasets["len_24"].columns() == ["series"]  # workers read only what a batch carries
+    ids = length_datasets(data.table, split_cfg, data.rows_per_length,
+                          ("id",))  # the same split, read for the rows' ids
+    train_ids = {r["id"] for r in ids["len_24"].take_all()}
+    val_ids = {r["id"] for r in ids["val_24"].take_all()}
     assert not train_ids & val_ids and len(train_ids | val_ids) == 400
     assert 60 < len(val_ids) < 140  # crc32 buckets: about a quarter
     again = prepare(corpus, tmp_path, val_fraction=0.25)  # same split from the cached table
-    assert {r["id"] for r in again.datasets["val_24"].take_all()} == val_ids
+    again_ids = length_datasets(again.table, split_cfg,
+                                again.rows_per_length, ("id",))
+    assert {r["id"] for r in again_ids["val_24"].take_all()} == val_ids
     assert "holdout" in data.fingerprint and "holdout" not in prepare(corpus, tmp_path).fingerprint
 
 

@@ -70,7 +70,7 @@ def test_workers_see_disjoint_single_length_batches(ray_local, tiny_corpus, tmp_
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from seriesforge.data.pipeline import dataset_key, prepare_training_data
+    from seriesforge.data.pipeline import dataset_key, length_datasets, prepare_training_data
     from seriesforge.protocols import DataNeeds
 
     cfg = _cfg(tiny_corpus)
@@ -94,7 +94,8 @@ def test_workers_see_disjoint_single_length_batches(ray_local, tiny_corpus, tmp_
     TorchTrainer(loop, train_loop_config={"lengths": cfg.data.lengths, "keys": keys, "out": out},
                  scaling_config=ray.train.ScalingConfig(num_workers=2),
                  run_config=ray.train.RunConfig(storage_path=str(tmp_path / "ray"), name="shards"),
-                 datasets=data.datasets).fit()
+                 # the training split, read with each row's id as well so that overlap can be seen
+                 datasets=length_datasets(data.table, cfg.data, data.rows_per_length, ("id", "series"))).fit()
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
     for n in cfg.data.lengths:
         a, b = (set(r[str(n)]["ids"]) for r in ranks)

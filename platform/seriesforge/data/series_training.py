@@ -5,7 +5,7 @@ that train on windows or UCR series rather than caption corpora.
     [label, length]} --> {"len_L": training rows, "val_L": held-out rows when data.val_fraction > 0}
 
 Each such SPEC has exactly one length L, so `data.lengths` must be [L]; the worker-side batching
-(`pipeline.interleaved_batches`) is shared with the caption path and yields `series` as (B, L, K).
+(`batches.interleaved_batches`) is shared with the caption path and yields `series` as (B, L, K).
 Rows are held out by the same rule as caption corpora: crc32 of the row's id (here its index) cut at
 `data.val_fraction`, so the split is stable across runs, trials and workers.
 

@@ -28,7 +28,8 @@ from seriesforge import registry
 from seriesforge.checkpoint import add_train_state_dir, load_weights, read_checkpoint, write_checkpoint
 from seriesforge.config import RunConfig, to_dict
 from seriesforge.data.embedding_store import EmbeddingLookup
-from seriesforge.data.pipeline import dataset_key, holdout_batches, interleaved_batches, validation_key
+from seriesforge.data.batches import holdout_batches, interleaved_batches
+from seriesforge.data.pipeline import dataset_key, validation_key
 from seriesforge.train.loop import StagePlan, fit_stage, held_out_loss
 from seriesforge.train.strategy import Strategy, build_strategy
 
