@@ -15,6 +15,18 @@ from seriesforge.train import launch
 pytestmark = pytest.mark.slow
 
 
+def _reports_to_file(path):
+    """A Ray Train callback (it runs in the train controller) that appends rank 0's reported metrics to `path`."""
+    import ray.train
+
+    class ReportsToFile(ray.train.UserCallback):
+        def after_report(self, run_context, metrics, checkpoint):
+            with open(path, "a") as fh:
+                fh.write(json.dumps(metrics[0]) + "\n")
+
+    return ReportsToFile()
+
+
 def _cfg(corpus, *sets):
     return registry.build_run_config("t2s", preset="debug", data_spec=f"captions:{corpus}", sets=list(sets))
 
@@ -56,6 +68,14 @@ def test_resume_continues_step_and_optimizer_state_under_zero3(ray_local, tiny_c
     # the optimizer's own step counter came back from train_state (a fresh optimizer would report 5, 10)
     assert [m["optimizer_steps"] for m in denoiser[2:]] == [15, 20]
     assert _metrics(run, "autoencoder")[-1]["step"] == 20  # stage 1 was not trained again
+    # resumed once more with nothing left to train: the final result is reported again, as a Tune trial restored
+    # after its sweep driver died needs (Tune keeps the last result it got, and counts on global_step)
+    launch.prepare_run_dir(extended, run, resume=True)
+    trainer, _ = launch.build_trainer(extended, run, callbacks=[_reports_to_file(tmp_path / "reports.jsonl")])
+    trainer.fit()
+    reports = [json.loads(x) for x in (tmp_path / "reports.jsonl").read_text().splitlines()]
+    assert [(r["stage"], r["global_step"]) for r in reports] == [("denoiser", 40.0)], reports
+    assert reports[0]["loss"] == pytest.approx(denoiser[-1]["loss"])
     assert result.checkpoint.meta["step"] == 20
     assert load(run).sample(n=1, length=24, seed=0).shape == (1, 1, 24)
 

@@ -27,8 +27,8 @@ import seriesforge
 from seriesforge import registry
 from seriesforge.checkpoint import add_train_state_dir, load_weights, read_checkpoint, write_checkpoint
 from seriesforge.config import RunConfig, to_dict
-from seriesforge.data.embedding_store import EmbeddingLookup
 from seriesforge.data.batches import holdout_batches, interleaved_batches
+from seriesforge.data.embedding_store import EmbeddingLookup
 from seriesforge.data.pipeline import dataset_key, validation_key
 from seriesforge.train.loop import StagePlan, fit_stage, held_out_loss
 from seriesforge.train.strategy import Strategy, build_strategy
@@ -40,6 +40,7 @@ class ResumePoint:
     step: int
     weights: dict[str, torch.Tensor]
     train_state: Path
+    metrics: dict[str, float]  # what was reported with the checkpoint resumed from
 
 
 def _quiet_report_logs() -> None:
@@ -64,6 +65,7 @@ def train_loop_per_worker(config: dict) -> None:
     try:
         resume = _resume_point(scratch)
         weights, origin, done = resume.weights if resume else None, cfg.start.from_checkpoint or None, set()
+        trained = False
         if resume is None and cfg.start.from_checkpoint:
             source = read_checkpoint(cfg.start.from_checkpoint)
             weights, done = load_weights(source), set(source.meta.get("stages_done", []))
@@ -79,6 +81,13 @@ def train_loop_per_worker(config: dict) -> None:
             start = resume.step if resume and index == resume.stage_index else 0
             weights, origin = _train_stage(cfg, family, strategy, config, index, stage, weights, start,
                                            resume.train_state if resume and start else None, origin)
+            trained = True
+        if resume is not None and not trained:
+            # Resumed from the run's last checkpoint, with nothing left to train. This happens to a Tune trial
+            # whose sweep driver died after the trial's final checkpoint and before the trial's end reached it.
+            # Report that checkpoint's result again: Tune (through its report callback) would otherwise keep
+            # an earlier result and count the trial as unfinished.
+            ray.train.report({**resume.metrics, **stage_tags(cfg, resume.stage_index, resume.step)})
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -122,6 +131,14 @@ def _train_stage(cfg: RunConfig, family, strategy: Strategy, config: dict, index
     return strategy.export_state_dict(), str(stage_checkpoint_dir(Path(config["run_dir"]), index, stage))
 
 
+def stage_tags(cfg: RunConfig, stage_index: int, step: int) -> dict:
+    """Stage tags of a report, and `global_step`: steps over all stages so far. `step` restarts at each stage;
+    Tune's ASHA needs a time attribute that only grows."""
+    stages = registry.get(cfg.family).stages
+    before = sum(cfg.stages[s].steps for s in stages[:stage_index])
+    return {"stage": stages[stage_index], "stage_index": stage_index, "global_step": float(before + step)}
+
+
 def stage_checkpoint_dir(run_dir: Path, index: int, stage: str) -> Path:
     """Where a stage's final checkpoint is kept for good (Ray Train's `num_to_keep` may delete its own copy): the
     next stage records it as its origin, and `seriesforge train --from` can re-run any later stage from it."""
@@ -161,10 +178,7 @@ class _Reporter:
         self.started = time.time()
 
     def _tags(self, step: int) -> dict:
-        """Stage tags, and `global_step`: steps over all stages so far. `step` restarts at each stage; Tune's ASHA
-        needs a time attribute that only grows."""
-        before = sum(self.cfg.stages[s].steps for s in registry.get(self.cfg.family).stages[: self.plan.stage_index])
-        return {"stage": self.plan.stage, "stage_index": self.plan.stage_index, "global_step": float(before + step)}
+        return stage_tags(self.cfg, self.plan.stage_index, step)
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         ray.train.report({**metrics, **self._tags(step)})
@@ -237,4 +251,5 @@ def _resume_point(scratch: Path) -> ResumePoint | None:
     info = read_checkpoint(local)
     _say(f"resuming from {checkpoint.path}: stage {info.meta['stage']}, step {info.meta['step']}")
     return ResumePoint(stage_index=int(info.meta["stage_index"]), step=int(info.meta["step"]),
-                       weights=load_weights(info), train_state=local / "train_state")
+                       weights=load_weights(info), train_state=local / "train_state",
+                       metrics=dict(info.meta.get("metrics") or {}))
