@@ -74,4 +74,14 @@ def test_each_streamed_epoch_asks_ray_for_a_local_shuffle_with_a_new_seed():
     _take({24: shard}, 6, schedule="round_robin", cache_mb=0.0)  # 2 batches per epoch: 3 epochs
     assert [kw["local_shuffle_seed"] for kw in shard.calls] == [0, 1, 2]
     assert {kw["local_shuffle_buffer_size"] for kw in shard.calls} == {4 * SHUFFLE_BATCHES}
-    assert all(kw["drop_last"] for kw in shard.calls)  # training steps on full batches only
+    assert not any(kw["drop_last"] for kw in shard.calls)  # a partial last batch is carried over, not dropped
+
+
+@pytest.mark.parametrize("cache_mb", [0.0, 1.0], ids=["streamed", "replayed"])
+def test_no_row_is_dropped_an_epoch_tail_starts_the_next_epoch(cache_mb):
+    shard = FakeShard(24, 10)  # batch 4: each epoch ends with 2 rows over
+    batches = _take({24: shard}, 5, schedule="round_robin", cache_mb=cache_mb)  # 20 rows = 2 epochs exactly
+    assert [b["series"].shape for b in batches] == [(4, 24)] * 5  # every batch is full
+    rows, counts = np.unique(np.concatenate([b["series"][:, 0] for b in batches]) // 24, return_counts=True)
+    np.testing.assert_array_equal(rows, np.arange(10))
+    assert (counts == 2).all(), counts  # every row twice: none dropped, none repeated early

@@ -74,10 +74,10 @@ def holdout_batches(shard: Any, *, length: int, batch_size: int, keys: tuple[str
 
 def shuffled_batches(shard: Any, *, batch_size: int, keys: tuple[str, ...], seed: int,
                      embeddings: EmbeddingLookup | None = None) -> Iterator[dict[str, np.ndarray]]:
-    """One epoch of a streamed shard as full batches of the `keys` columns (+ "caption_embedding" (B, E)),
-    shuffled by Ray Data's local buffer of SHUFFLE_BATCHES batches, seeded per epoch. A last partial batch is
-    dropped: training needs full ones."""
-    for raw in shard.iter_batches(batch_size=batch_size, batch_format="pyarrow", drop_last=True,
+    """One epoch of a streamed shard as batches of the `keys` columns (+ "caption_embedding" (B, E)), shuffled
+    by Ray Data's local buffer of SHUFFLE_BATCHES batches, seeded per epoch. The last batch may be partial: its
+    rows are not dropped (the bucket carries them into the next epoch's first batch)."""
+    for raw in shard.iter_batches(batch_size=batch_size, batch_format="pyarrow", drop_last=False,
                                   local_shuffle_buffer_size=batch_size * SHUFFLE_BATCHES, local_shuffle_seed=seed):
         batch = columns_as_numpy(raw, keys)
         if embeddings is not None:
@@ -86,32 +86,50 @@ def shuffled_batches(shard: Any, *, batch_size: int, keys: tuple[str, ...], seed
 
 
 class _Bucket:
-    """One length's batches: streamed, or replayed from memory once a whole epoch fitted in the budget."""
+    """One length's batches: streamed, or replayed from memory once a whole epoch fitted in the budget.
+
+    Every batch is full (training steps on batch_size rows), and no row is left out: an epoch's last, partial
+    batch is carried into the first batch of the next epoch. Every rank's shard holds the same number of rows
+    (Ray's equal split), so all ranks reach each epoch's end at the same step, as the split's epoch barrier needs.
+    """
 
     def __init__(self, shard: Any, length: int, batch_size: int, keys: tuple[str, ...], seed: int, budget: int,
                  embeddings: EmbeddingLookup | None):
         self.shard, self.length, self.batch_size, self.keys = shard, length, batch_size, keys
         self.embeddings = embeddings
-        self.seed, self.budget, self.epoch = seed, budget, 0
+        self.seed, self.budget, self.epoch, self.epoch_rows = seed, budget, 0, 0
         self.kept: dict[str, list[np.ndarray]] | None = {k: [] for k in self._columns()}
         self.memory: dict[str, np.ndarray] | None = None
+        self.pending: list[dict[str, np.ndarray]] = []  # rows read but not yet batched, in order
         self.live = self._stream()
 
     def _columns(self) -> tuple[str, ...]:
         return self.keys + (("caption_embedding",) if self.embeddings is not None else ())
 
     def next_batch(self) -> dict[str, np.ndarray]:
-        batch = next(self.live, None)
-        if batch is None:
-            self._end_epoch()
-            batch = next(self.live, None)
-            if batch is None:
-                raise DataError(f"length {self.length}: this worker's shard has fewer rows than "
-                                f"batch_size={self.batch_size}")
-        return batch
+        while sum(_rows(p) for p in self.pending) < self.batch_size:
+            part = next(self.live, None)
+            if part is None:
+                if self.epoch_rows < self.batch_size:
+                    raise DataError(f"length {self.length}: this worker's shard has fewer rows than "
+                                    f"batch_size={self.batch_size}")
+                self._end_epoch()
+                continue
+            self.epoch_rows += _rows(part)
+            self.pending.append(part)
+        return self._take()
+
+    def _take(self) -> dict[str, np.ndarray]:
+        """The first batch_size pending rows; the rest stay pending."""
+        if len(self.pending) == 1 and _rows(self.pending[0]) == self.batch_size:
+            return self.pending.pop()  # the usual case: one full batch, no copy
+        joined = {k: np.concatenate([p[k] for p in self.pending]) for k in self.pending[0]}
+        rest = {k: v[self.batch_size:] for k, v in joined.items()}
+        self.pending = [rest] if _rows(rest) else []
+        return {k: np.ascontiguousarray(v[:self.batch_size]) for k, v in joined.items()}
 
     def _end_epoch(self) -> None:
-        self.epoch += 1
+        self.epoch, self.epoch_rows = self.epoch + 1, 0
         if self.memory is None and self.kept is not None and all(self.kept.values()):
             self.memory = {k: np.concatenate(v) for k, v in self.kept.items()}
         self.kept = None
@@ -134,9 +152,13 @@ class _Bucket:
     def _replay(self) -> Iterator[dict[str, np.ndarray]]:
         total = len(next(iter(self.memory.values())))
         order = np.random.default_rng((self.seed, self.epoch)).permutation(total)
-        for start in range(0, total - self.batch_size + 1, self.batch_size):
+        for start in range(0, total, self.batch_size):
             idx = order[start:start + self.batch_size]
             yield {k: np.ascontiguousarray(v[idx]) for k, v in self.memory.items()}
+
+
+def _rows(batch: dict[str, np.ndarray]) -> int:
+    return len(next(iter(batch.values())))
 
 
 def columns_as_numpy(batch: pa.Table | dict, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
