@@ -6,9 +6,9 @@
                builds once per corpus (its one-off pass is timed and printed too), one Ray Dataset per length,
                reading T2S's columns (series, caption), handed to a TorchTrainer with 2 CPU workers. Each worker
                streams its shards (`get_dataset_shard`) at once, a batch from each in turn, through training's
-               own `data.batches.shuffled_batches`, into torch tensors of one length, for --epochs epochs. The first epoch pays the
-               pipeline's start-up and is reported alone (`ray_*`); the later ones by their median
-               (`ray_later_epochs_*`).
+               own `data.batches.shuffled_batches`, into torch tensors of one length, for --epochs epochs.
+               The first epoch pays the pipeline's start-up and is reported alone (`ray_*`); the later ones by
+               their median (`ray_later_epochs_*`).
 (b')           for comparison, one pass over the corpus validated on the fly (`ray_validating_*`).
 All passes count every row. Rates are timed inside the workers, from the first batch request to the last batch
 (the slower worker); the wait for the first batch and the end-to-end time with Ray Train's start-up are printed
@@ -184,6 +184,10 @@ def ray_pass(datasets: dict, batch: int, storage: str, epochs: int, shuffle: boo
              "first": max(r[e]["first"] for r in per_rank)} for e in range(epochs)]
 
 
+def rate(epoch: dict) -> float:
+    return epoch["rows"] / epoch["seconds"]
+
+
 def measure(corpus: Path, n: int, batch: int, epochs: int) -> dict:
     from seriesforge.config import DataConfig
     from seriesforge.data.pipeline import read_corpus
@@ -193,8 +197,9 @@ def measure(corpus: Path, n: int, batch: int, epochs: int) -> dict:
         tic = time.perf_counter()
         raw_rows = raw_pass(corpus, batch)
         raw_s = time.perf_counter() - tic
+    raw_rate = raw_rows / raw_s  # ratios compare rates: the equal split leaves (b) an odd row fewer per length
     init_ray(None, min_cpus=4)
-    out = {"rows": n, "raw_rows_per_s": round(raw_rows / raw_s), "raw_seconds": round(raw_s, 1),
+    out = {"rows": n, "raw_rows_per_s": round(raw_rate), "raw_seconds": round(raw_s, 1),
            "raw_peak_pss_gb": round(raw_mem.peak / 2**30, 2)}
     with PeakMemory() as first_mem:
         datasets, rows_per_length, first_s = training_table(corpus)
@@ -219,9 +224,8 @@ def measure(corpus: Path, n: int, batch: int, epochs: int) -> dict:
                                f"{[e['rows'] for e in per_epoch]} (expected {expected} each)")
         cold = per_epoch[0]
         out[f"{name}_rows_left_by_equal_split"] = n - cold["rows"]
-        rate = lambda e: e["rows"] / e["seconds"]  # noqa: E731  (the ratios compare rates: (b) sees a few rows fewer)
         out.update({f"{name}_rows_per_s": round(rate(cold)),
-                    f"{name}_ratio": round(rate(cold) / (raw_rows / raw_s), 3),
+                    f"{name}_ratio": round(rate(cold) / raw_rate, 3),
                     f"{name}_stream_seconds": round(cold["seconds"], 1),
                     f"{name}_first_batch_seconds": round(cold["first"], 1),
                     f"{name}_end_to_end_seconds": round(total_s, 1),
@@ -229,8 +233,8 @@ def measure(corpus: Path, n: int, batch: int, epochs: int) -> dict:
         if len(per_epoch) > 1:  # the epochs after the first: what a long training run streams, epoch after epoch
             warm = float(np.median([rate(e) for e in per_epoch[1:]]))
             out.update({f"{name}_later_epochs_rows_per_s": round(warm),
-                        f"{name}_later_epochs_ratio": round(warm / (raw_rows / raw_s), 3),
-                        f"{name}_later_epochs_ratios": [round(rate(e) / (raw_rows / raw_s), 2) for e in per_epoch[1:]],
+                        f"{name}_later_epochs_ratio": round(warm / raw_rate, 3),
+                        f"{name}_later_epochs_ratios": [round(rate(e) / raw_rate, 2) for e in per_epoch[1:]],
                         f"{name}_later_epochs_first_batch_seconds": [round(e["first"], 2) for e in per_epoch[1:]]})
     return out
 

@@ -179,11 +179,8 @@ class _Reporter:
         self.fingerprint, self.origin = fingerprint, origin
         self.started = time.time()
 
-    def _tags(self, step: int) -> dict:
-        return stage_tags(self.cfg, self.plan.stage_index, step)
-
     def log(self, step: int, metrics: dict[str, float]) -> None:
-        ray.train.report({**metrics, **self._tags(step)})
+        ray.train.report({**metrics, **stage_tags(self.cfg, self.plan.stage_index, step)})
         if self.strategy.is_main:
             self._progress_line(step, metrics)
             with open(self.run_dir / "metrics.jsonl", "a") as fh:
@@ -214,7 +211,7 @@ class _Reporter:
                                      config=to_dict(self.cfg), meta=meta, state_dict=weights)
             self.strategy.save_train_state(add_train_state_dir(target))  # creates target on the other ranks too
             name = f"stage{self.plan.stage_index}_{self.plan.stage}_step{step:07d}"
-            ray.train.report({**metrics, **self._tags(step)},
+            ray.train.report({**metrics, **stage_tags(self.cfg, self.plan.stage_index, step)},
                              checkpoint=ray.train.Checkpoint.from_directory(str(target)),
                              checkpoint_dir_name=name)
             if self.strategy.is_main:
