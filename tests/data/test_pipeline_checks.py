@@ -77,6 +77,27 @@ def test_duplicate_ids_are_an_error_in_either_mode(ray_local, tmp_path):
     assert leftovers(cache) == [] and [p.name for p in cache.iterdir()] == []
 
 
+def test_a_parquet_corpus_without_ids_keeps_every_row_however_ray_splits_its_files(ray_local, tmp_path):
+    """Ray hands a file over in several blocks; ids made from a row's place in its batch collided across them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = good_rows(400)
+    corpus = tmp_path / "noid"
+    corpus.mkdir()
+    table = pa.table({"series": [r["series"] for r in rows], "caption": [r["caption"] for r in rows]})
+    pq.write_table(table, corpus / "part-0.parquet", row_group_size=50)
+    data = prepare(corpus, tmp_path)
+    assert data.rows_per_length == {24: 400}
+    ids = pq.read_table(str(data.table / "length=24"), columns=["id"]).column("id").to_pylist()
+    assert len(set(ids)) == 400
+    # two identical rows in such a file share their content id: an error that says why
+    pq.write_table(pa.concat_tables([table, table.slice(7, 1)]), corpus / "part-0.parquet")
+    with pytest.raises(DataError, match=r"duplicate id 'part-0\.parquet:content-[0-9a-f]{16}' \(2 rows; 1 id.*"
+                                        r"no id column, so rows are named by file and content"):
+        prepare(corpus, tmp_path)
+
+
 def test_validation_rows_are_held_out_stably_and_disjointly(ray_local, tmp_path):
     from seriesforge.data.pipeline import length_datasets
 

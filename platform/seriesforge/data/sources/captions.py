@@ -22,6 +22,7 @@ per-row Python work (messages, exact reasons) is done only for rows that fail.
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import re
 import uuid
@@ -38,6 +39,7 @@ _TSFRAGMENT = re.compile(r"^embedding_cleaned_(?P<source>.+)_(?P<length>\d+)\.cs
 TSFRAGMENT_COLUMNS = ("SampleID", "SampleNumID", "TimeInterval", "Text", "TextEmbedding", "OT")
 SCALINGS = ("series_minmax", "none")
 ON_BAD_ROW = ("error", "skip")
+CONTENT_ID_TAG = "content-"  # ids of rows from files with no id column: FILE:content-<digest of caption and values>
 _NUMERIC = "biuf"  # dtype kinds that convert to float64 exactly as np.asarray(row, dtype=float64) does
 
 
@@ -220,13 +222,23 @@ def _schema_rows(batch: dict[str, np.ndarray]) -> _Rows:
     if "id" in batch:
         ids = _strs(batch["id"], n, "")
     else:
-        names: dict[str, str] = {}  # a batch usually comes from one file: Path().name once per distinct path
-        for p in {path(i) for i in range(n)}:
-            names[p] = Path(p).name
-        ids = _strs([f"{names[path(i)]}:{i}" for i in range(n)], n, "")
+        # Named by file and content. Not by position: Ray hands a file over in several blocks (a 50 000-row file
+        # came as 15), so a row's place in its batch is not its place in the file, and such ids collided.
+        names = {p: Path(p).name for p in {path(i) for i in range(n)}}
+        ids = _strs([f"{names[path(i)]}:{CONTENT_ID_TAG}{_content_digest(batch['caption'][i], batch['series'][i])}"
+                     for i in range(n)], n, "")
     captions, caption_problems = _captions(batch["caption"])
     return _Rows(n, ids, batch["series"], captions, _strs(batch.get("domain"), n, "unknown"),
                  _strs(batch.get("level"), n, "unknown"), lambda i: f"{path(i)}: row id={ids[i]}", [caption_problems])
+
+
+def _content_digest(caption, series) -> str:
+    """16 hex digits of a row's caption and values; any row, even a malformed one, gets one (it is flagged later)."""
+    try:
+        values = np.asarray(series, dtype=np.float64).tobytes()
+    except (TypeError, ValueError):
+        values = repr(series).encode()
+    return hashlib.blake2b(str(caption).encode() + b"\0" + values, digest_size=8).hexdigest()
 
 
 def _first_path(batch: dict[str, np.ndarray]) -> str:
