@@ -61,7 +61,10 @@ def test_runtime_env_uploads_this_checkout_without_environments_or_outputs():
     assert Path(env["working_dir"]) == ROOT and env["py_modules"] == [str(ROOT / "platform" / "seriesforge")]
     assert {".venv", ".git", "runs"} <= set(env["excludes"])
     assert env["env_vars"]["SERIESFORGE_STORAGE"] == "/mnt/shared" and env["env_vars"]["A"] == "b"
+    assert env["env_vars"]["ARROW_DEFAULT_MEMORY_POOL"] == "system"  # the cluster's workers, as embedded ones
     assert "pip" not in env
+    mine = jobs_client.JobRequest("train", [], env={"ARROW_DEFAULT_MEMORY_POOL": "jemalloc"})
+    assert jobs_client.runtime_env(mine, None)["env_vars"]["ARROW_DEFAULT_MEMORY_POOL"] == "jemalloc"
 
 
 def test_the_token_comes_from_env_path_or_home_unless_disabled(monkeypatch, tmp_path):

@@ -126,7 +126,10 @@ def _refuse_relative(what: str, path: str, storage: str | None) -> None:
 
 
 def runtime_env(req: JobRequest, root: Path | None) -> dict:
-    env_vars = {"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(req.env or {})}
+    from seriesforge.runtime import worker_env  # imports Ray: only when a job is submitted
+
+    env_vars = {"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **worker_env(),
+                **(req.env or {})}
     if req.storage:
         env_vars["SERIESFORGE_STORAGE"] = req.storage
     env: dict = {"env_vars": env_vars}

@@ -1,0 +1,20 @@
+"""What the embedded Ray's processes inherit from `seriesforge.runtime`."""
+
+from seriesforge.runtime import worker_env
+
+
+def test_embedded_ray_workers_use_the_system_arrow_allocator(ray_local):
+    @ray_local.remote
+    def arrow_backend() -> str:
+        import pyarrow as pa
+
+        return pa.default_memory_pool().backend_name
+
+    assert ray_local.get(arrow_backend.remote()) == "system"
+
+
+def test_a_value_the_user_set_wins(monkeypatch):
+    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
+    assert worker_env()["ARROW_DEFAULT_MEMORY_POOL"] == "jemalloc"
+    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL")
+    assert worker_env()["ARROW_DEFAULT_MEMORY_POOL"] == "system"
