@@ -13,7 +13,8 @@
 All passes count every row. Rates are timed inside the workers, from the first batch request to the last batch
 (the slower worker); the wait for the first batch and the end-to-end time with Ray Train's start-up are printed
 beside them. Peak memory is the PSS summed over this process and all its descendants (the Ray processes
-included), sampled once a second. Runs at 600k and 60k rows.
+included), sampled once a second; `*_peak_by_process` says which processes made up that peak. Runs at 600k and
+60k rows.
 Targets: b/a >= 0.5; peak memory <= 4 GB and no larger at 600k than at 60k (streaming, not materialising).
 
     python benchmarks/ingest.py [--sizes 600000,60000] [--corpora bench_data] [--batch 1024] [--epochs 5]
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import tempfile
 import threading
 import time
@@ -36,7 +38,8 @@ import psutil
 
 
 class PeakMemory:
-    """Peak of the summed PSS of this process and its descendants, sampled on a thread.
+    """Peak of the summed PSS of this process and its descendants, sampled on a thread, and the processes that
+    made it up at that moment (`by_kind`: kind -> [processes, MB]), so that growth can be placed.
 
     PSS, not RSS: Ray's workers map the same object-store and library pages, and summing RSS would count each
     shared page once per process (6 GB "used" for a 6 000-row corpus).
@@ -45,7 +48,8 @@ class PeakMemory:
     """
 
     def __init__(self, interval: float = 1.0) -> None:
-        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+        self.interval, self.peak, self.by_kind = interval, 0, {}
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> "PeakMemory":
@@ -59,14 +63,33 @@ class PeakMemory:
     def _run(self) -> None:
         me = psutil.Process()
         while not self._stop.is_set():
-            total = 0
+            total, kinds = 0, {}
             for p in [me, *me.children(recursive=True)]:
                 try:
-                    total += p.memory_full_info().pss
+                    pss = p.memory_full_info().pss
+                    kind = "driver (this process)" if p.pid == me.pid else process_kind(p.cmdline())
                 except psutil.Error:
-                    pass  # a process that ended between listing and reading
-            self.peak = max(self.peak, total)
+                    continue  # a process that ended between listing and reading
+                total += pss
+                count, size = kinds.get(kind, (0, 0))
+                kinds[kind] = (count + 1, size + pss)
+            if total > self.peak:
+                self.peak = total
+                self.by_kind = {k: [n, round(b / 2**20)] for k, (n, b) in sorted(kinds.items(), key=lambda kv: -kv[1][1])}
             self._stop.wait(self.interval)
+
+
+def process_kind(cmdline: list[str]) -> str:
+    """A process's kind for the memory breakdown: 'ray::SplitCoordinator.get' and 'ray::SplitCoordinator' are one
+    actor kind, 'ray::ReadParquet->SplitBlocks(6)' a read task, 'ray::IDLE' a pooled worker between tasks; Ray's
+    Python daemons by script, the rest by program."""
+    title = cmdline[0] if cmdline else "?"
+    if title.startswith("ray::"):
+        return re.split(r"[.(]", title, maxsplit=1)[0]
+    if title.startswith("ray-dashboard"):
+        return "ray dashboard modules"
+    script = next((Path(a).name for a in cmdline[1:3] if a.endswith(".py")), None)
+    return script or Path(title.split()[0]).name
 
 
 def ensure_corpus(root: Path, n: int) -> Path:
@@ -229,7 +252,8 @@ def measure(corpus: Path, n: int, batch: int, epochs: int) -> dict:
                     f"{name}_stream_seconds": round(cold["seconds"], 1),
                     f"{name}_first_batch_seconds": round(cold["first"], 1),
                     f"{name}_end_to_end_seconds": round(total_s, 1),
-                    f"{name}_peak_pss_gb": round(mem.peak / 2**30, 2)})
+                    f"{name}_peak_pss_gb": round(mem.peak / 2**30, 2),
+                    f"{name}_peak_by_process": mem.by_kind})
         if len(per_epoch) > 1:  # the epochs after the first: what a long training run streams, epoch after epoch
             warm = float(np.median([rate(e) for e in per_epoch[1:]]))
             out.update({f"{name}_later_epochs_rows_per_s": round(warm),
