@@ -9,10 +9,9 @@ import ray
 
 # Environment for Ray's processes, where the user has not set these already (embedded Ray inherits it from this
 # process; cluster jobs get it through their runtime_env). Arrow's default mimalloc pool keeps the pages a task
-# freed, so pooled Ray workers stay as large as the largest block they ever built: while streaming the 600k-row
-# table, the three pooled workers held 0.93 GB with mimalloc and 0.51 GB with the system allocator, and the
-# run's peak fell from 3.71 to 3.43 GB (with the driver's Arrow-counted id check), at the same rows/s within
-# this VM's noise (benchmarks/ingest.py and alternating runs, 2026-11-30).
+# freed, so pooled Ray workers stay near the largest batch they ever held: after the one-off 600k-row table pass the
+# three pooled workers held 1.54 GB with mimalloc, 1.24 GB with the system allocator, at the same streaming rate
+# within this VM's noise (single runs and alternating runs, 2026-11-30; docs/results.md, issue #3).
 WORKER_ENV = {"ARROW_DEFAULT_MEMORY_POOL": "system"}
 
 
