@@ -75,7 +75,8 @@ class PeakMemory:
                 kinds[kind] = (count + 1, size + pss)
             if total > self.peak:
                 self.peak = total
-                self.by_kind = {k: [n, round(b / 2**20)] for k, (n, b) in sorted(kinds.items(), key=lambda kv: -kv[1][1])}
+                largest_first = sorted(kinds.items(), key=lambda kv: -kv[1][1])
+                self.by_kind = {k: [n, round(b / 2**20)] for k, (n, b) in largest_first}
             self._stop.wait(self.interval)
 
 
@@ -280,7 +281,8 @@ def main() -> None:
         ray.shutdown()  # each size starts from a fresh Ray, so peak memory is that size's own
         print(json.dumps(results[-1]), flush=True)
     print(json.dumps({"benchmark": "ingest", "device": f"CPU, {os.cpu_count()} cores", "batch": args.batch,
-                      "epochs": args.epochs, "targets": {"ratio": ">= 0.5", "peak_rss_gb": "<= 4, not larger at 600k than at 60k"},
+                      "epochs": args.epochs,
+                      "targets": {"ratio": ">= 0.5", "peak_rss_gb": "<= 4, not larger at 600k than at 60k"},
                       "runs": results}, indent=2))
 
 

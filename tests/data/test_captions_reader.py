@@ -135,7 +135,7 @@ def test_vectorised_path_matches_per_row_reference(scaling):
 def test_rows_that_do_not_concatenate_take_the_per_row_path_with_the_same_result():
     rows = [np.arange(4.0).reshape(4, 1), [3, 1, 2], np.asarray([2.0, 9.0])]  # a (L, 1) row flattens as before
     batch = _schema_batch(rows, ["a", "b", "c"])
-    del batch["id"]  # ids then come from the file name and the row
+    del batch["id"]  # ids then come from the file name and the row's content
     out = normalize_batch(batch, layout="parquet", scaling="series_minmax")
     _assert_same(out, _reference(batch, "series_minmax"))
     assert len(set(out["id"])) == 3 and all(i.startswith("part-0.parquet:content-") for i in out["id"])
