@@ -18,3 +18,20 @@ def test_a_value_the_user_set_wins(monkeypatch):
     assert worker_env()["ARROW_DEFAULT_MEMORY_POOL"] == "jemalloc"
     monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL")
     assert worker_env()["ARROW_DEFAULT_MEMORY_POOL"] == "system"
+
+
+def test_release_reaches_the_pooled_workers(ray_local):
+    from seriesforge.runtime import release_pooled_memory
+
+    @ray_local.remote(num_cpus=1)
+    def busy() -> int:
+        import os
+        import time
+
+        time.sleep(0.5)
+        return os.getpid()
+
+    # workers now idle in the pool (up to 4: earlier tests' actors may still hold CPUs)
+    pooled = set(ray_local.get([busy.remote() for _ in range(4)]))
+    assert len(pooled) >= 2
+    assert release_pooled_memory() >= 2  # each request holds its worker, so they spread over the pool

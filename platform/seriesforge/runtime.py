@@ -61,3 +61,40 @@ def configure_ray_data() -> None:
 
 def cluster_has_gpus() -> bool:
     return ray.cluster_resources().get("GPU", 0) > 0
+
+
+# At most this many release tasks: one per logical CPU reaches every pooled worker of a small cluster; a large
+# one keeps most of its pool, which only costs memory, not correctness.
+RELEASE_TASKS_MAX = 64
+
+
+def release_pooled_memory(hold_s: float = 0.3) -> int:
+    """Ask Ray's pooled workers to hand freed memory back to the OS; returns how many workers ran the request.
+
+    After a one-off heavy pass (the caption table's write tasks gather ~100 000 rows each), the workers that ran
+    it stay in Ray's pool holding the allocator's freed pages, ~360 MB each after the 600k pass, through the whole
+    training run. One short task per logical CPU, each holding its worker `hold_s` seconds so that the others land
+    on other workers, runs the garbage collector and malloc_trim: the node's memory fell by 376 MB after the 600k
+    pass (2 325 -> 1 949 MB, measured 2026-12-01), in 0.7 s.
+    """
+    count = min(RELEASE_TASKS_MAX, max(1, int(ray.cluster_resources().get("CPU", 1))))
+    task = _release_unused_memory.options(scheduling_strategy="SPREAD")
+    return len(set(ray.get([task.remote(hold_s) for _ in range(count)])))
+
+
+@ray.remote(num_cpus=1)
+def _release_unused_memory(hold_s: float) -> int:
+    import ctypes
+    import gc
+    import time
+
+    import pyarrow as pa
+
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # glibc only; elsewhere the collector's work is all there is
+    except (OSError, AttributeError):
+        pass
+    time.sleep(hold_s)
+    return os.getpid()

@@ -122,3 +122,15 @@ def test_a_split_that_leaves_one_side_empty_is_a_clear_error(ray_local, tmp_path
     corpus = write_jsonl(tmp_path / "corpus", good_rows(3))
     with pytest.raises(DataError, match="val_fraction=0.0001"):
         prepare(corpus, tmp_path, val_fraction=0.0001)
+
+
+def test_the_table_pass_map_tasks_do_not_import_torch():
+    """A map task's worker imports the module of its function and keeps it for the rest of the run: torch there
+    cost each of the table pass's pooled workers ~250 MB (data.table_rows)."""
+    import subprocess
+    import sys
+
+    check = ("import sys, seriesforge.data.table_rows, seriesforge.data.series_splits; "
+             "print('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"

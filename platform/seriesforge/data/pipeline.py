@@ -19,10 +19,8 @@ import json
 import os
 import shutil
 import uuid
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -35,19 +33,22 @@ from ray.data.expressions import col
 from seriesforge.config import DataConfig
 from seriesforge.data.embedding_pass import EmbeddingReport, fill_store, table_captions
 from seriesforge.data.embedding_store import EmbeddingStore
-from seriesforge.data.sources.captions import (CONTENT_ID_TAG, detect_layout, fingerprint, normalize_batch,
-                                               read_skip_log)
+from seriesforge.data.sources.captions import CONTENT_ID_TAG, detect_layout, fingerprint, read_skip_log
 from seriesforge.data.specs import parse_spec
+from seriesforge.data.table_rows import HOLDOUT_BUCKETS, validated_table
 from seriesforge.errors import DataError
 from seriesforge.files import writable_dir
 from seriesforge.protocols import DataNeeds
+from seriesforge.runtime import release_pooled_memory
 
 SKIPPED_FILE = "skipped_rows.jsonl"
 TABLE_FORMAT = "t3"  # bump when the table's columns change: older cached tables are then rebuilt, not misread
-# Rows per table write, spread over its length partitions: few, large files, because every file is a read task
-# (~1 000-row files made 600 tasks per epoch for the 600k corpus and capped streaming at ~20k rows/s).
-ROWS_PER_WRITE = 100_000
-HOLDOUT_BUCKETS = 10_000  # a row's `holdout` column is crc32(id) % HOLDOUT_BUCKETS; data.val_fraction cuts it
+# Rows per table write task, spread over its length partitions (~20 000-row files at three lengths). Not much
+# smaller: every file is a read task (~1 000-row files made 600 tasks per epoch for the 600k corpus and capped
+# streaming at ~20k rows/s). Not larger: each write task holds its rows several times over while it encodes
+# them; at 100 000 rows its worker peaked at 435-517 MB, and the files streamed to workers in larger blocks
+# at 600k rows than at 60k. At 60 000 the 600k stream was as fast (later epochs b/a 0.655 against 0.682).
+ROWS_PER_WRITE = 60_000
 
 
 @dataclass
@@ -122,26 +123,6 @@ def read_corpus(data: DataConfig, *, skip_log: Path | None = None) -> tuple[ray.
                         fn_kwargs={"layout": layout.kind, "scaling": data.scaling, "on_bad_row": data.on_bad_row,
                                    "skip_log": str(skip_log) if skip_log else None})
     return ds, fingerprint(layout)
-
-
-def validated_table(batch: dict[str, np.ndarray], **checks: Any) -> pa.Table:
-    """`normalize_batch` (validate + scale), returned as Arrow with `series` a plain list<float32> column.
-
-    Left to Ray, the ragged (L,) rows would become a variable-shaped tensor column, which Ray converts back to
-    numpy row by row (~37k rows/s on the 2-core VM). A list column of one length bucket instead turns into
-    (B, L) with one reshape (`columns_as_numpy`).
-    """
-    out = normalize_batch(batch, **checks)
-    lengths = out.pop("length").astype(np.int64)  # (B,)
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    flat = np.concatenate(list(out.pop("series"))) if len(lengths) else np.zeros(0)  # (sum L,)
-    series = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat.astype(np.float32, copy=False)))
-    holdout = [zlib.crc32(str(i).encode()) % HOLDOUT_BUCKETS for i in out["id"]]  # stable across runs, unlike hash()
-    columns = {"series": series, "length": pa.array(lengths.astype(np.int32)),
-               "holdout": pa.array(holdout, pa.int16())}
-    columns.update({name: pa.array(values.tolist(), pa.string()) for name, values in out.items()})
-    return pa.table(columns)
 
 
 def prepare_training_data(data: DataConfig, needs: DataNeeds, *, fallback_cache: Path,
@@ -230,6 +211,7 @@ def _write_atomically(ds: ray.data.Dataset, table: Path, spec: str, skip_log: Pa
     tmp = table.parent / f".tmp-{uuid.uuid4().hex[:8]}"
     try:
         ds.write_parquet(str(tmp), partition_cols=["length"], min_rows_per_file=ROWS_PER_WRITE)
+        release_pooled_memory()  # the write tasks' workers stay pooled for the whole run: return what they freed
         _check_unique_ids(tmp, spec)
         with open(tmp / SKIPPED_FILE, "w") as fh:
             fh.writelines(json.dumps(record) + "\n" for record in read_skip_log(skip_log))
