@@ -3,10 +3,11 @@
 (a) raw:       pyarrow reads every parquet shard's series and captions and turns each row's series into a float32
                numpy array.
 (b) platform:  what training streams: the length-partitioned table that `data.pipeline.prepare_training_data`
-               builds once per corpus (its one-off pass is timed and printed too), one Ray Dataset per length,
-               reading T2S's columns (series, caption), handed to a TorchTrainer with 2 CPU workers. Each worker
-               streams its shards (`get_dataset_shard`) at once, a batch from each in turn, through training's
-               own `data.batches.shuffled_batches`, into torch tensors of one length, for --epochs epochs.
+               builds once per corpus (its one-off pass is timed and printed too), one Ray Dataset of all
+               lengths reading T2S's columns (series, caption), handed to a TorchTrainer with 2 CPU workers.
+               Each worker streams its shard (`get_dataset_shard`) through training's own
+               `data.batches.LengthBatches` (local shuffle, rows sorted into length buckets, full batches of one
+               length) into torch tensors, for --epochs epochs.
                The first epoch pays the pipeline's start-up and is reported alone (`ray_*`); the later ones by
                their median (`ray_later_epochs_*`).
 (b')           for comparison, one pass over the corpus validated on the fly (`ray_validating_*`).
@@ -119,39 +120,44 @@ def raw_pass(corpus: Path, batch: int) -> int:
 def stream_worker(config: dict) -> None:
     import ray.train
 
-    rank = ray.train.get_context().get_world_rank()
-    epochs = [stream_epoch(config, epoch) for epoch in range(config["epochs"])]
+    context = ray.train.get_context()
+    rank = context.get_world_rank()
+    shard = ray.train.get_dataset_shard(config["key"])
+    if config["route"]:
+        from seriesforge.data.batches import LengthBatches
+
+        source = LengthBatches(shard, lengths=config["lengths"], schedule="round_robin", batch_size=config["batch"],
+                               rows_per_epoch=config["rows"] // context.get_world_size(), keys=("series",), seed=0)
+        epochs = [routed_epoch(source) for _ in range(config["epochs"])]
+    else:
+        epochs = [unshuffled_epoch(shard, config["batch"]) for _ in range(config["epochs"])]
     # Every rank's files land in the one checkpoint directory of this report (Ray Train 2.60 merges them).
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, f"epochs_rank{rank}.json").write_text(json.dumps(epochs))
         ray.train.report({"epochs": len(epochs)}, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
-def stream_epoch(config: dict, epoch: int) -> dict:
-    """One pass over this worker's shards: rows, seconds from the first batch request to the last batch, and the
-    wait for the first batch. All datasets stream at once, a batch from each in turn, as training's length
-    buckets do. A table bucket streams through training's own `shuffled_batches` (Ray Data's local shuffle,
-    Arrow batches to float32 arrays) and becomes torch tensors; the unbucketed corpus is split
-    by length first, unshuffled."""
-    import ray.train
+def routed_epoch(source) -> dict:
+    """One epoch through training's own worker code (`data.batches.LengthBatches`: Ray Data's local shuffle, rows
+    sorted into length buckets, Arrow to float32 arrays, full batches of one length) into torch tensors: rows read,
+    seconds from the first batch request to the end of the epoch, and the wait for the first batch."""
     import torch
 
-    from seriesforge.data.batches import shuffled_batches
+    tic, first = time.perf_counter(), None
+    for batch in source.epoch():
+        first = first or time.perf_counter() - tic
+        torch.from_numpy(batch["series"])  # (B, L)
+    return {"rows": source.rows_read, "seconds": time.perf_counter() - tic, "first": first}
 
-    shards = [ray.train.get_dataset_shard(key) for key in config["keys"]]
-    if config["shuffle"]:
-        live = [shuffled_batches(s, batch_size=config["batch"], keys=("series",), seed=epoch) for s in shards]
-    else:
-        live = [by_length(s.iter_batches(batch_size=config["batch"], batch_format="pyarrow")) for s in shards]
+
+def unshuffled_epoch(shard, batch: int) -> dict:
+    """One unshuffled pass over a corpus of mixed lengths, split by length into torch tensors."""
+    import torch
+
     rows, tic, first = 0, time.perf_counter(), None
-    while live:
-        for stream in list(live):
-            batch = next(stream, None)
-            if batch is None:
-                live.remove(stream)
-                continue
-            first = first or time.perf_counter() - tic
-            rows += torch.from_numpy(batch["series"]).shape[0]  # (B, L)
+    for arrays in by_length(shard.iter_batches(batch_size=batch, batch_format="pyarrow")):
+        first = first or time.perf_counter() - tic
+        rows += torch.from_numpy(arrays["series"]).shape[0]  # (B, L)
     return {"rows": rows, "seconds": time.perf_counter() - tic, "first": first}
 
 
@@ -167,13 +173,14 @@ def by_length(batches):
             yield columns_as_numpy(batch.filter(pa.array(lengths == length)), ("series",))
 
 
-def training_table(corpus: Path) -> tuple[dict, dict, float]:
+def training_table(corpus: Path) -> tuple[dict, int, list[int], float]:
     """The training path's one-off pass (read, validate every row, scale, write the length-partitioned table
-    beside the corpus), timed from a cold cache; returns its per-length Datasets and the seconds it took."""
+    beside the corpus), timed from a cold cache; returns the training Dataset (all lengths in one stream), its
+    rows, the lengths and the seconds the pass took."""
     import shutil
 
     from seriesforge.config import DataConfig
-    from seriesforge.data.pipeline import length_datasets, prepare_training_data, streamed_columns
+    from seriesforge.data.pipeline import training_datasets, prepare_training_data, streamed_columns
     from seriesforge.protocols import DataNeeds
 
     lengths = sorted(int(n) for n in json.loads((corpus / "corpus.json").read_text())["counts"]["length"])
@@ -185,18 +192,20 @@ def training_table(corpus: Path) -> tuple[dict, dict, float]:
     # what T2S streams: series and the caption that keys its embedding (the embeddings themselves are looked up
     # in a memory-mapped store, not streamed; filling it is benchmarks/embed.py's business)
     t2s_columns = streamed_columns(DataNeeds(text_encoder="minilm"))
-    return length_datasets(data.table, cfg, data.rows_per_length, t2s_columns), data.rows_per_length, seconds
+    datasets, rows = training_datasets(data.table, cfg, data.rows_per_length, t2s_columns)
+    return datasets, rows, lengths, seconds
 
 
-def ray_pass(datasets: dict, batch: int, storage: str, epochs: int, shuffle: bool) -> list[dict]:
+def ray_pass(datasets: dict, batch: int, storage: str, epochs: int, route: dict | None) -> list[dict]:
     """Per epoch: rows seen by both workers together (each its own shard: streaming_split underneath), the
-    streaming time (the slower worker's) and, within it, the wait for the first batch (the pipeline's start-up)."""
+    streaming time (the slower worker's) and, within it, the wait for the first batch (the pipeline's start-up).
+    `route`: {"lengths", "rows"} to stream as training does (`LengthBatches`); None for an unshuffled pass."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
     trainer = TorchTrainer(stream_worker, datasets=datasets,
-                           train_loop_config={"batch": batch, "keys": sorted(datasets), "epochs": epochs,
-                                              "shuffle": shuffle},
+                           train_loop_config={"batch": batch, "key": next(iter(datasets)), "epochs": epochs,
+                                              "route": route is not None, **(route or {})},
                            scaling_config=ray.train.ScalingConfig(num_workers=2),
                            run_config=ray.train.RunConfig(storage_path=storage, name="ingest"))
     result = trainer.fit()
@@ -226,22 +235,23 @@ def measure(corpus: Path, n: int, batch: int, epochs: int) -> dict:
     out = {"rows": n, "raw_rows_per_s": round(raw_rate), "raw_seconds": round(raw_s, 1),
            "raw_peak_pss_gb": round(raw_mem.peak / 2**30, 2)}
     with PeakMemory() as first_mem:
-        datasets, rows_per_length, first_s = training_table(corpus)
+        datasets, train_rows, lengths, first_s = training_table(corpus)
     out.update(first_pass_rows_per_s=round(n / first_s), first_pass_seconds=round(first_s, 1),
                first_pass_peak_pss_gb=round(first_mem.peak / 2**30, 2))
     # (b) what training streams: the table, for `epochs` epochs (the first pays the pipeline's start-up: Ray Train
-    # creates a streaming-split coordinator actor per dataset; later epochs reuse them); and, for comparison, one
+    # creates the dataset's streaming-split coordinator actor; later epochs reuse it); and, for comparison, one
     # pass over the corpus validated on the fly (what a first run would stream if there were no table)
     for name, source, passes in (("ray", datasets, epochs), ("ray_validating", None, 1)):
-        # Ray Train splits each dataset equally across workers (streaming_split(equal=True)): a dataset of an
-        # odd row count leaves one row out of the epoch. Anything beyond that is a lost row.
-        counts = rows_per_length.values() if source is datasets else [n]
-        expected = sum(c - c % 2 for c in counts)
+        # Ray Train splits the dataset equally across workers (streaming_split(equal=True)): an odd row count
+        # leaves one row out of the epoch. Anything beyond that is a lost row.
+        rows = train_rows if source is datasets else n
+        expected = rows - rows % 2
+        route = {"lengths": lengths, "rows": rows} if source is datasets else None
         if source is None:
             source = {"train": read_corpus(DataConfig(spec=f"captions:{corpus}"))[0]}
         with PeakMemory() as mem, tempfile.TemporaryDirectory() as storage:
             tic = time.perf_counter()
-            per_epoch = ray_pass(source, batch, storage, passes, shuffle=source is datasets)
+            per_epoch = ray_pass(source, batch, storage, passes, route)
             total_s = time.perf_counter() - tic
         if raw_rows != n or any(e["rows"] != expected for e in per_epoch):
             raise RuntimeError(f"rows lost: corpus {n}, raw pass {raw_rows}, {name} epochs "

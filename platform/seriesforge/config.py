@@ -224,7 +224,9 @@ class DataConfig:
 
     spec: str  # data SPEC, e.g. "captions:/data/corpus" (see seriesforge.data.specs)
     lengths: list[int] = field(default_factory=lambda: [24, 48, 96])  # length buckets; each batch holds one
-    schedule: Literal["round_robin", "proportional"] = "round_robin"  # how steps interleave the buckets
+    # how steps interleave the buckets: round_robin (each length in turn) or proportional (the fullest bucket);
+    # every row is used once per epoch either way, so each length's steps follow its rows (data.batches)
+    schedule: Literal["round_robin", "proportional"] = "round_robin"
     scaling: Literal["series_minmax", "none"] = "series_minmax"  # per-series min-max: captions describe shape
     num_embed_actors: int = 1  # actor pool size of the caption-embedding pass
     worker_cache_mb: float = 256.0  # a worker keeps its shard in memory after one epoch if it fits (0: stream)

@@ -99,21 +99,21 @@ def test_a_parquet_corpus_without_ids_keeps_every_row_however_ray_splits_its_fil
 
 
 def test_validation_rows_are_held_out_stably_and_disjointly(ray_local, tmp_path):
-    from seriesforge.data.pipeline import length_datasets
+    from seriesforge.data.pipeline import TRAIN_KEY, training_datasets
 
     corpus = write_jsonl(tmp_path / "corpus", good_rows(400))
     split_cfg = DataConfig(spec=f"captions:{corpus}", lengths=[24], val_fraction=0.25)
     data = prepare(corpus, tmp_path, val_fraction=0.25)
-    assert data.datasets["len_24"].columns() == ["series"]  # workers read only what a batch carries
-    ids = length_datasets(data.table, split_cfg, data.rows_per_length,
-                          ("id",))  # the same split, read for the rows' ids
-    train_ids = {r["id"] for r in ids["len_24"].take_all()}
+    assert data.datasets[TRAIN_KEY].columns() == ["series"]  # workers read only what a batch carries
+    ids, train_rows = training_datasets(data.table, split_cfg, data.rows_per_length,
+                                        ("id",))  # the same split, read for the rows' ids
+    train_ids = {r["id"] for r in ids[TRAIN_KEY].take_all()}
+    assert train_rows == data.train_rows == len(train_ids)
     val_ids = {r["id"] for r in ids["val_24"].take_all()}
     assert not train_ids & val_ids and len(train_ids | val_ids) == 400
     assert 60 < len(val_ids) < 140  # crc32 buckets: about a quarter
     again = prepare(corpus, tmp_path, val_fraction=0.25)  # same split from the cached table
-    again_ids = length_datasets(again.table, split_cfg,
-                                again.rows_per_length, ("id",))
+    again_ids, _ = training_datasets(again.table, split_cfg, again.rows_per_length, ("id",))
     assert {r["id"] for r in again_ids["val_24"].take_all()} == val_ids
     assert "holdout" in data.fingerprint and "holdout" not in prepare(corpus, tmp_path).fingerprint
 

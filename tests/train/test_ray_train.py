@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from seriesforge import registry
@@ -87,10 +88,12 @@ def test_ddp_two_workers(ray_local, tiny_corpus, tmp_path):
 
 
 def test_workers_see_disjoint_single_length_batches(ray_local, tiny_corpus, tmp_path):
+    """Training's one mixed-length stream, split across 2 workers and sorted into length buckets on each: the
+    workers' rows are disjoint, cover the corpus, and every batch holds one length."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from seriesforge.data.pipeline import dataset_key, length_datasets, prepare_training_data
+    from seriesforge.data.pipeline import TRAIN_KEY, prepare_training_data, training_datasets
     from seriesforge.protocols import DataNeeds
 
     cfg = _cfg(tiny_corpus)
@@ -99,26 +102,33 @@ def test_workers_see_disjoint_single_length_batches(ray_local, tiny_corpus, tmp_
     out.mkdir()
 
     def loop(config):
-        rank = ray.train.get_context().get_world_rank()
-        seen = {}
-        for n in config["lengths"]:
-            shard = ray.train.get_dataset_shard(config["keys"][str(n)])
-            ids, shapes = [], set()
-            for batch in shard.iter_batches(batch_size=8, batch_format="numpy"):
-                ids += [str(i) for i in batch["id"]]
-                shapes.add(np.stack(list(batch["series"])).shape[1])
-            seen[str(n)] = {"ids": ids, "lengths": sorted(shapes)}
-        (config["out"] / f"rank{rank}.json").write_text(json.dumps(seen))
+        from seriesforge.data.batches import LengthBatches
 
-    keys = {str(n): dataset_key(n) for n in cfg.data.lengths}
-    TorchTrainer(loop, train_loop_config={"lengths": cfg.data.lengths, "keys": keys, "out": out},
+        context = ray.train.get_context()
+        batches = LengthBatches(ray.train.get_dataset_shard(TRAIN_KEY), lengths=config["lengths"],
+                                rows_per_epoch=config["rows"] // context.get_world_size(), schedule="round_robin",
+                                batch_size=8, keys=("id", "series"), seed=0)
+        seen = [{"ids": [int(i) for i in b["id"]], "length": b["series"].shape[1]} for b in batches.epoch()]
+        carried = {n: [int(i) for p in parts for i in p["id"]] for n, parts in batches.buckets.parts.items()}
+        (config["out"] / f"rank{context.get_world_rank()}.json").write_text(json.dumps([seen, carried]))
+
+    datasets, rows = training_datasets(data.table, cfg.data, data.rows_per_length, ("id", "series"))
+    assert sorted(datasets) == [TRAIN_KEY] and rows == sum(data.rows_per_length[n] for n in cfg.data.lengths)
+    # ids as row numbers, so that the id column converts to float32 like every streamed column
+    number = {i: k for k, i in enumerate(sorted(r["id"] for r in datasets[TRAIN_KEY].select_columns(["id"]).take_all()))}
+    datasets = {TRAIN_KEY: datasets[TRAIN_KEY].map_batches(  # in Arrow, so `series` stays a list column
+        lambda t: t.set_column(t.schema.get_field_index("id"), "id",
+                               pa.array([number[i] for i in t["id"].to_pylist()], pa.float32())),
+        batch_format="pyarrow")}
+    TorchTrainer(loop, train_loop_config={"lengths": cfg.data.lengths, "rows": rows, "out": out},
                  scaling_config=ray.train.ScalingConfig(num_workers=2),
                  run_config=ray.train.RunConfig(storage_path=str(tmp_path / "ray"), name="shards"),
-                 # the training split, read with each row's id as well so that overlap can be seen
-                 datasets=length_datasets(data.table, cfg.data, data.rows_per_length, ("id", "series"))).fit()
+                 datasets=datasets).fit()
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
-    for n in cfg.data.lengths:
-        a, b = (set(r[str(n)]["ids"]) for r in ranks)
-        assert a and b and not a & b, "workers saw overlapping rows"
-        assert len(a | b) >= data.rows_per_length[n] - 1  # equal split may hold back one odd row
-        assert all(r[str(n)]["lengths"] == [n] for r in ranks)
+    assert len(ranks[0][0]) == len(ranks[1][0])  # the same steps on both: Ray's epoch barrier needs it
+    per_rank = [{i for b in seen for i in b["ids"]} | {i for ids in carried.values() for i in ids}
+                for seen, carried in ranks]
+    assert per_rank[0] and per_rank[1] and not per_rank[0] & per_rank[1], "workers saw overlapping rows"
+    assert len(per_rank[0] | per_rank[1]) >= rows - 1  # equal split may hold back one odd row
+    for seen, _ in ranks:
+        assert {b["length"] for b in seen} <= set(cfg.data.lengths)

@@ -1,5 +1,5 @@
 """Real Ray Train runs of the window families (TimeLDM, ST-Diff) on `sines:L` and `csv:PATH:L` data: the series
-path of the launcher (one Dataset per length, held-out rows, data-derived init on the driver) end to end.
+path of the launcher (the training Dataset, held-out rows, data-derived init on the driver) end to end.
 Slow: Ray and DeepSpeed start for real."""
 
 from __future__ import annotations

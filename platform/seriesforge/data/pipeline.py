@@ -7,10 +7,10 @@ Driver side (`prepare_training_data`):
         `data.on_bad_row: skip` listed in the table's `skipped_rows.jsonl` and reported on every run that uses it
     --> caption embeddings: one per distinct caption, in a store keyed by encoder and caption hash
         (`embedding_store`), filled on a Ray Data actor pool for the captions it lacks (`embedding_pass`)
-    --> one Ray Dataset per configured length, reading only the columns the family streams, handed to the
-        TorchTrainer (it splits each across workers)
+    --> one Ray Dataset of every configured length (and one of held-out rows per length), reading only the
+        columns the family streams, handed to the TorchTrainer (it splits each across workers)
 
-Worker side: `data.batches` (length-homogeneous, shuffled batches from the shards of these Datasets).
+Worker side: `data.batches` (shuffled batches of one length each, sorted out of this worker's shard).
 """
 
 from __future__ import annotations
@@ -55,8 +55,9 @@ ROWS_PER_WRITE = 60_000
 class TrainingData:
     """What the driver hands to the trainer, plus a summary for logs and checkpoint metadata."""
 
-    datasets: dict[str, ray.data.Dataset]  # "len_24" -> Dataset; "val_24" -> held-out rows when val_fraction > 0
+    datasets: dict[str, ray.data.Dataset]  # TRAIN_KEY -> Dataset; "val_24" -> held-out rows when val_fraction > 0
     rows_per_length: dict[int, int]  # every length in the corpus, used or not
+    train_rows: int  # rows in the TRAIN_KEY Dataset (configured lengths, held-out rows excluded)
     table: Path | None  # the cached caption table; None for series SPECs (read from their source each run)
     fingerprint: str
     unused_lengths: dict[int, int] = field(default_factory=dict)
@@ -83,8 +84,7 @@ class TrainingData:
         return text
 
 
-def dataset_key(length: int) -> str:
-    return f"len_{length}"
+TRAIN_KEY = "train"  # the one training Dataset, every configured length in it
 
 
 def validation_key(length: int) -> str:
@@ -127,7 +127,8 @@ def read_corpus(data: DataConfig, *, skip_log: Path | None = None) -> tuple[ray.
 
 def prepare_training_data(data: DataConfig, needs: DataNeeds, *, fallback_cache: Path,
                           progress: bool = True) -> TrainingData:
-    """Build (or reuse) the cached training table and caption embeddings; one Dataset per configured length.
+    """Build (or reuse) the cached training table and caption embeddings; the training Dataset of all
+    configured lengths (and held-out rows per length).
 
     Series SPECs (ucr, sines, csv) take the fixed-length path in `series_training` instead."""
     if parse_spec(data.spec).kind != "captions":
@@ -155,11 +156,12 @@ def prepare_training_data(data: DataConfig, needs: DataNeeds, *, fallback_cache:
         embeddings = fill_store(table_captions(table), store, needs.text_encoder, data.num_embed_actors,
                                 progress=progress)
         key += f"-{store.encoder_key}"
-    datasets = length_datasets(table, data, rows, streamed_columns(needs))
+    datasets, train_rows = training_datasets(table, data, rows, streamed_columns(needs))
     if holdout_cut(data.val_fraction):
         key += f"-holdout{holdout_cut(data.val_fraction)}"  # the training rows differ from a run without one
     unused = {n: c for n, c in rows.items() if n not in data.lengths}
-    return TrainingData(datasets=datasets, rows_per_length=rows, table=table, fingerprint=key, unused_lengths=unused,
+    return TrainingData(datasets=datasets, rows_per_length=rows, train_rows=train_rows, table=table,
+                        fingerprint=key, unused_lengths=unused,
                         skipped_rows=_read_jsonl(table / SKIPPED_FILE), embeddings=embeddings)
 
 
@@ -169,27 +171,41 @@ def streamed_columns(needs: DataNeeds) -> tuple[str, ...]:
     return needs.columns + (("caption",) if needs.text_encoder else ())
 
 
-def length_datasets(table: Path, data: DataConfig, rows: dict[int, int],
-                    columns: tuple[str, ...]) -> dict[str, ray.data.Dataset]:
-    """One training Dataset per length and, when data.val_fraction > 0, one of its held-out rows; each reads
-    only `columns`."""
+def training_datasets(table: Path, data: DataConfig, rows: dict[int, int],
+                      columns: tuple[str, ...]) -> tuple[dict[str, ray.data.Dataset], int]:
+    """The training Dataset (TRAIN_KEY: every configured length in one stream, each row's length told by its
+    series) and, when data.val_fraction > 0, one Dataset of held-out rows per length; each reads only `columns`.
+    Returns them with the number of training rows.
+
+    One stream, not one per length: Ray Train runs a split coordinator per dataset, and three of them took about a
+    third of the 2-core VM's CPU in their scheduling loops. Streaming all lengths through one split raised
+    benchmarks/ingest.py's later epochs at 600k rows from b/a 0.47 to 0.63-0.68 (2026-12-01); the workers sort
+    the rows into length buckets (`batches.LengthBatches`)."""
     cut = holdout_cut(data.val_fraction)
+    files = _interleaved_files(table, data.lengths)
     if not cut:
-        return {dataset_key(n): ray.data.read_parquet(str(table / f"length={n}"), columns=list(columns))
-                for n in data.lengths}
+        return {TRAIN_KEY: ray.data.read_parquet(files, columns=list(columns))}, sum(rows[n] for n in data.lengths)
     held = _holdout_rows(table, cut)
     for n in data.lengths:
         if not held.get(n) or held[n] == rows[n]:
             raise DataError(f"data.val_fraction={data.val_fraction}: holds out {held.get(n, 0)} of {rows[n]} rows "
                             f"at length {n}; both training and validation need rows (change val_fraction)")
-    datasets = {}
+    read = [*columns, "holdout"]
+    datasets = {TRAIN_KEY: ray.data.read_parquet(files, columns=read).filter(expr=col("holdout") >= cut)
+                .select_columns(list(columns))}
     for n in data.lengths:
-        part, read = str(table / f"length={n}"), [*columns, "holdout"]
-        datasets[dataset_key(n)] = (ray.data.read_parquet(part, columns=read).filter(expr=col("holdout") >= cut)
-                                    .select_columns(list(columns)))
-        datasets[validation_key(n)] = (ray.data.read_parquet(part, columns=read).filter(expr=col("holdout") < cut)
-                                       .select_columns(list(columns)))
-    return datasets
+        datasets[validation_key(n)] = (ray.data.read_parquet(str(table / f"length={n}"), columns=read)
+                                       .filter(expr=col("holdout") < cut).select_columns(list(columns)))
+    return datasets, sum(rows[n] - held[n] for n in data.lengths)
+
+
+def _interleaved_files(table: Path, lengths: list[int]) -> list[str]:
+    """The configured lengths' table files, interleaved by their place within their length (the first file of each
+    length, then the second, ...), so that the stream, read roughly in this order, brings every length early
+    rather than one length after another."""
+    per_length = {n: sorted(str(f) for f in (table / f"length={n}").rglob("*.parquet")) for n in lengths}
+    ranked = [((i + 0.5) / len(fs), n, f) for n, fs in per_length.items() for i, f in enumerate(fs)]
+    return [f for _, _, f in sorted(ranked)]
 
 
 def _holdout_rows(table: Path, cut: int) -> dict[int, int]:

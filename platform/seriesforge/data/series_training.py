@@ -2,7 +2,7 @@
 that train on windows or UCR series rather than caption corpora.
 
     SPEC --series_splits.load_spec_datasets--> train split as a Ray Dataset of rows {series (L, K), index, holdout,
-    [label, length]} --> {"len_L": training rows, "val_L": held-out rows when data.val_fraction > 0}
+    [label, length]} --> {"train": training rows, "val_L": held-out rows when data.val_fraction > 0}
 
 Each such SPEC has exactly one length L, so `data.lengths` must be [L]; the worker-side batching
 (`batches.interleaved_batches`) is shared with the caption path and yields `series` as (B, L, K).
@@ -22,7 +22,7 @@ import numpy as np
 from ray.data.expressions import col
 
 from seriesforge.config import DataConfig
-from seriesforge.data.pipeline import TrainingData, dataset_key, holdout_cut, validation_key
+from seriesforge.data.pipeline import TRAIN_KEY, TrainingData, holdout_cut, validation_key
 from seriesforge.data.series_splits import SeriesSplits, load_spec_datasets
 from seriesforge.data.sources.windows import SINES_SEED
 from seriesforge.errors import DataError
@@ -31,7 +31,7 @@ INIT_SAMPLE_ROWS = 4096  # windows handed to `family.data_init` (statistics conv
 
 
 def prepare_series_training_data(data: DataConfig) -> TrainingData:
-    """The training split of a series SPEC as one Dataset per (single) length, plus a sample for `data_init`."""
+    """The training split of a series SPEC as the training Dataset (one length), plus a sample for `data_init`."""
     splits = load_spec_datasets(data.spec, seed=SINES_SEED, on_bad_row=data.on_bad_row)
     if list(data.lengths) != [splits.length]:
         raise DataError(f"data.lengths: {data.lengths} but --data {data.spec} holds series of length "
@@ -46,11 +46,12 @@ def prepare_series_training_data(data: DataConfig) -> TrainingData:
         if held_rows == 0 or held_rows == rows:
             raise DataError(f"data.val_fraction={data.val_fraction}: holds out {held_rows} of {rows} rows of "
                             f"{data.spec}; both training and validation need rows (change val_fraction)")
-        datasets = {dataset_key(length): train, validation_key(length): held}
+        datasets = {TRAIN_KEY: train, validation_key(length): held}
     else:
-        datasets = {dataset_key(length): splits.train}
+        datasets, held_rows = {TRAIN_KEY: splits.train}, 0
     fingerprint = _fingerprint(data.spec, splits) + (f"-holdout{cut}" if cut else "")
-    return TrainingData(datasets=datasets, rows_per_length={length: rows}, table=None, fingerprint=fingerprint,
+    return TrainingData(datasets=datasets, rows_per_length={length: rows}, train_rows=rows - held_rows, table=None,
+                        fingerprint=fingerprint,
                         init_sample=_init_sample(splits), summary=_summary(splits, data))
 
 

@@ -95,7 +95,7 @@ def build_trainer(cfg: RunConfig, run_dir: Path, *, callbacks: list | None = Non
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"run": to_dict(cfg), "run_dir": str(run_dir), "data_fingerprint": data.fingerprint,
-                           "rows": {str(k): v for k, v in data.rows_per_length.items()},
+                           "train_rows": data.train_rows,
                            "embeddings": str(data.embeddings.lookup.path) if data.embeddings else None,
                            "data_init": {k: v.detach().cpu().numpy() for k, v in init.items()},
                            "reference": data.init_sample},

@@ -29,7 +29,7 @@ from seriesforge.checkpoint import add_train_state_dir, load_weights, read_check
 from seriesforge.config import RunConfig, to_dict
 from seriesforge.data.batches import holdout_batches, interleaved_batches
 from seriesforge.data.embedding_store import EmbeddingLookup
-from seriesforge.data.pipeline import dataset_key, validation_key
+from seriesforge.data.pipeline import TRAIN_KEY, validation_key
 from seriesforge.train.loop import StagePlan, fit_stage, held_out_loss
 from seriesforge.train.strategy import Strategy, build_strategy
 
@@ -97,9 +97,9 @@ def _train_stage(cfg: RunConfig, family, strategy: Strategy, config: dict, index
                  origin: str | None) -> tuple[dict[str, torch.Tensor], str]:
     """Train one stage; returns its final weights and the stage checkpoint it left (RUN_DIR/stages/I_STAGE)."""
     stage_cfg = cfg.stages[stage]
-    # Shards first: Ray Train creates each dataset's split coordinator (an actor) at the first call, and it then
+    # Shard first: Ray Train creates the dataset's split coordinator (an actor) at the first call, and it then
     # starts while the model and its engine are built (with a 3 s build, the first batch came 1.6 s sooner).
-    shards = {n: ray.train.get_dataset_shard(dataset_key(n)) for n in cfg.data.lengths}
+    shard = ray.train.get_dataset_shard(TRAIN_KEY)
     model = family(cfg.model)
     if weights is not None:
         model.load_state_dict(weights)
@@ -120,8 +120,10 @@ def _train_stage(cfg: RunConfig, family, strategy: Strategy, config: dict, index
     if needs.text_encoder and not config.get("embeddings"):
         raise RuntimeError("a text-conditioned family needs the caption-embedding store the driver prepares")
     embeddings = EmbeddingLookup(Path(config["embeddings"])) if needs.text_encoder else None
-    rows = {int(k): v for k, v in config["rows"].items()}
-    batches = interleaved_batches(shards, lengths=cfg.data.lengths, rows=rows, schedule=cfg.data.schedule,
+    # Ray's equal split gives every rank this many rows per epoch; all ranks plan their epochs from it
+    rows_per_epoch = config["train_rows"] // ray.train.get_context().get_world_size()
+    batches = interleaved_batches(shard, lengths=cfg.data.lengths, rows_per_epoch=rows_per_epoch,
+                                  schedule=cfg.data.schedule,
                                   batch_size=stage_cfg.batch_size, keys=needs.columns, seed=cfg.loop.seed + index,
                                   cache_mb=cfg.data.worker_cache_mb, embeddings=embeddings)
     reporter = _Reporter(cfg, strategy, plan, Path(config["run_dir"]), config["data_fingerprint"], origin)
