@@ -31,7 +31,8 @@ class FakeShard:
         for start in range(0, len(self.rows), batch_size):
             chunk = self.rows[start:start + batch_size]
             series = [[float(start + j)] + [0.0] * (length - 1) for j, (length, _) in enumerate(chunk)]
-            yield pa.table({"series": pa.array(series, pa.list_(pa.float32()))})
+            captions = [f"row {start + j}" for j in range(len(chunk))]
+            yield pa.table({"series": pa.array(series, pa.list_(pa.float32())), "caption": captions})
 
 
 def _batches(shard, lengths, n, *, batch_size=4, schedule="round_robin", cache_mb=0.0):
@@ -136,3 +137,19 @@ def test_a_shard_smaller_than_every_rank_was_told_is_a_clear_error():
 def test_a_length_outside_data_lengths_is_a_clear_error():
     with pytest.raises(DataError, match="row of length 96 reached training"):
         _batches(FakeShard({24: 8, 96: 8}), [24, 48], 4)
+
+
+class RowNumberEmbeddings:
+    """Stands in for the caption-embedding store: "row 7" -> [7.0]."""
+
+    def embed(self, captions: list[str]) -> np.ndarray:
+        return np.array([[float(c.split()[1])] for c in captions], dtype=np.float32)  # (B, 1)
+
+
+@pytest.mark.parametrize("cache_mb", [0.0, 1.0], ids=["streamed", "replayed"])
+def test_each_rows_caption_embedding_stays_with_its_series(cache_mb):
+    it = interleaved_batches(FakeShard({24: 30, 48: 22}), lengths=[24, 48], rows_per_epoch=52, schedule="round_robin",
+                             batch_size=4, keys=("series",), seed=0, cache_mb=cache_mb,
+                             embeddings=RowNumberEmbeddings())
+    for batch in itertools.islice(it, 40):  # 3 epochs, the first streamed, the rest replayed when cached
+        np.testing.assert_array_equal(batch["caption_embedding"][:, 0].numpy(), batch["series"][:, 0].numpy())
