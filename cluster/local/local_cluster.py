@@ -11,8 +11,10 @@ tolerance tests of issue #9 do exactly that). Every port is chosen free at start
 with each node's process group. Each node keeps its session in a short temporary directory of its own, as on
 separate machines, so an embedded `ray.init()` elsewhere on the machine never joins this cluster by accident.
 
-Token authentication stays on (Ray 2.60's default for a new cluster): the head writes ~/.ray/auth_token if none
-exists, and every node and client here runs with RAY_AUTH_MODE=token so that they send it. `eval "$(python
+Token authentication stays on: every node and client here runs with RAY_AUTH_MODE=token. `ray start` in that mode
+refuses to create a token (only an embedded `ray.init()` makes one), so `start` generates ~/.ray/auth_token first
+when no token is set up (`ray get-auth-token --generate`; a RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH of the user's
+wins). `eval "$(python
 cluster/local/local_cluster.py env --dir DIR)"` exports RAY_ADDRESS, RAY_API_SERVER_ADDRESS (the Jobs API) and
 RAY_AUTH_MODE for a shell.
 
@@ -51,6 +53,17 @@ def cluster_env() -> dict[str, str]:
     return env
 
 
+def ensure_auth_token() -> None:
+    """Create ~/.ray/auth_token unless a token is already available: on a machine where Ray has never run,
+    `ray start --head` with RAY_AUTH_MODE=token fails with "no authentication token was found"."""
+    ray = str(Path(sys.executable).parent / "ray")
+    made = subprocess.run([ray, "get-auth-token", "--generate"], env=cluster_env(), capture_output=True, text=True,
+                          timeout=60)  # it prints the token: kept out of logs
+    if made.returncode != 0:
+        raise SystemExit(f"local cluster: `ray get-auth-token --generate` failed (exit {made.returncode}):\n"
+                         + made.stderr[-2000:])
+
+
 def _ray_start(name: str, args: list[str], log: Path) -> dict:
     """One `ray start` in a new session: its daemons inherit the process group, which `kill-node` signals."""
     ray = str(Path(sys.executable).parent / "ray")
@@ -77,6 +90,7 @@ def start(state_dir: Path, *, workers: int, head_cpus: int, worker_cpus: int) ->
     state_dir.mkdir(parents=True, exist_ok=True)
     if (state_dir / STATE_FILE).exists():
         raise SystemExit(f"local cluster: {state_dir / STATE_FILE} exists; stop that cluster first")
+    ensure_auth_token()
     temp_dir = tempfile.mkdtemp(prefix="sfray-", dir="/tmp")  # short: Ray's unix socket paths must stay < 108
     gcs_port, dashboard_port = free_port(), free_port()
     head_args = _node_ports([
