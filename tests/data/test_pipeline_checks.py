@@ -118,6 +118,24 @@ def test_validation_rows_are_held_out_stably_and_disjointly(ray_local, tmp_path)
     assert "holdout" in data.fingerprint and "holdout" not in prepare(corpus, tmp_path).fingerprint
 
 
+def test_training_streams_whole_table_files_as_blocks_and_splits_only_large_ones(ray_local, tmp_path, monkeypatch):
+    # Ray Data's default cut every ~20 000-row file into 10 blocks, and per-block work was most of an epoch
+    from seriesforge.data import pipeline
+    from seriesforge.data.pipeline import TRAIN_KEY, training_datasets
+
+    corpus = write_jsonl(tmp_path / "corpus", good_rows(300) + [{**r, "id": f"b{i}"} for i, r in
+                                                                 enumerate(good_rows(200, length=48))])
+    cfg = DataConfig(spec=f"captions:{corpus}", lengths=[24, 48])
+    data = pipeline.prepare_training_data(cfg, NO_TEXT, fallback_cache=tmp_path / "fallback")
+    files = list(data.table.rglob("*.parquet"))
+    stream = data.datasets[TRAIN_KEY].materialize()
+    assert stream.num_blocks() == len(files) and stream.count() == 500
+    monkeypatch.setattr(pipeline, "TRAIN_BLOCK_BYTES", 1024)  # long series: files above it are split
+    split, rows = training_datasets(data.table, cfg, data.rows_per_length, ("series",))
+    split = split[TRAIN_KEY].materialize()
+    assert split.num_blocks() > len(files) and split.count() == rows == 500
+
+
 def test_a_split_that_leaves_one_side_empty_is_a_clear_error(ray_local, tmp_path):
     corpus = write_jsonl(tmp_path / "corpus", good_rows(3))
     with pytest.raises(DataError, match="val_fraction=0.0001"):

@@ -49,6 +49,11 @@ TABLE_FORMAT = "t3"  # bump when the table's columns change: older cached tables
 # them; at 100 000 rows its worker peaked at 435-517 MB, and the files streamed to workers in larger blocks
 # at 600k rows than at 60k. At 60 000 the 600k stream was as fast (later epochs b/a 0.655 against 0.682).
 ROWS_PER_WRITE = 60_000
+# The training stream's blocks: whole table files, split only above this size. Ray Data's default cut each
+# ~20 000-row file into 10 blocks, and its per-block work (object-store puts, the split coordinator's dispatch, the
+# workers' fetches) was most of an epoch: one block per file raised benchmarks/ingest.py's later epochs from b/a
+# 0.54-0.59 to 0.86-1.09 at 600k rows and from 0.47 to 0.64-0.92 at 60k (2026-12-01).
+TRAIN_BLOCK_BYTES = 32 * 2**20
 
 
 @dataclass
@@ -180,23 +185,36 @@ def training_datasets(table: Path, data: DataConfig, rows: dict[int, int],
     One stream, not one per length: Ray Train runs a split coordinator per dataset, and three of them took about a
     third of the 2-core VM's CPU in their scheduling loops. Streaming all lengths through one split raised
     benchmarks/ingest.py's later epochs at 600k rows from b/a 0.47 to 0.63-0.68 (2026-12-01); the workers sort
-    the rows into length buckets (`batches.LengthBatches`)."""
+    the rows into length buckets (`batches.LengthBatches`). Its blocks are whole table files (`_read_blocks`)."""
     cut = holdout_cut(data.val_fraction)
     files = _interleaved_files(table, data.lengths)
     if not cut:
-        return {TRAIN_KEY: ray.data.read_parquet(files, columns=list(columns))}, sum(rows[n] for n in data.lengths)
+        stream = ray.data.read_parquet(files, columns=list(columns), **_read_blocks(files, list(columns)))
+        return {TRAIN_KEY: stream}, sum(rows[n] for n in data.lengths)
     held = _holdout_rows(table, cut)
     for n in data.lengths:
         if not held.get(n) or held[n] == rows[n]:
             raise DataError(f"data.val_fraction={data.val_fraction}: holds out {held.get(n, 0)} of {rows[n]} rows "
                             f"at length {n}; both training and validation need rows (change val_fraction)")
     read = [*columns, "holdout"]
-    datasets = {TRAIN_KEY: ray.data.read_parquet(files, columns=read).filter(expr=col("holdout") >= cut)
-                .select_columns(list(columns))}
+    stream = ray.data.read_parquet(files, columns=read, **_read_blocks(files, read))
+    datasets = {TRAIN_KEY: stream.filter(expr=col("holdout") >= cut).select_columns(list(columns))}
     for n in data.lengths:
         datasets[validation_key(n)] = (ray.data.read_parquet(str(table / f"length={n}"), columns=read)
                                        .filter(expr=col("holdout") < cut).select_columns(list(columns)))
     return datasets, sum(rows[n] - held[n] for n in data.lengths)
+
+
+def _read_blocks(files: list[str], columns: list[str]) -> dict:
+    """read_parquet's block count for the training stream: one block per table file (~20 000 rows), more only
+    when the files' read columns average over TRAIN_BLOCK_BYTES uncompressed (long series), as their footers tell."""
+    size = 0
+    for path in files:
+        meta = pq.read_metadata(path)
+        for g in range(meta.num_row_groups):
+            chunks = [meta.row_group(g).column(c) for c in range(meta.num_columns)]
+            size += sum(c.total_uncompressed_size for c in chunks if c.path_in_schema.split(".")[0] in columns)
+    return {"override_num_blocks": max(len(files), -(-size // TRAIN_BLOCK_BYTES))}
 
 
 def _interleaved_files(table: Path, lengths: list[int]) -> list[str]:
