@@ -207,7 +207,9 @@ def training_datasets(table: Path, data: DataConfig, rows: dict[int, int],
 
 def _read_blocks(files: list[str], columns: list[str]) -> dict:
     """read_parquet's block count for the training stream: one block per table file (~20 000 rows), more only
-    when the files' read columns average over TRAIN_BLOCK_BYTES uncompressed (long series), as their footers tell."""
+    when the files' read columns average over TRAIN_BLOCK_BYTES uncompressed (long series), as their footers tell.
+    Ray's split hands whole blocks to ranks, so with one file per length (corpora up to ~60 000 rows) a rank may
+    stream only some lengths; every step's gradient is still averaged over all ranks."""
     size = 0
     for path in files:
         meta = pq.read_metadata(path)
