@@ -59,21 +59,12 @@ class LocalCluster:
 @pytest.fixture(scope="module")
 def local_cluster(tmp_path_factory) -> LocalCluster:
     state_dir = tmp_path_factory.mktemp("local_cluster")
-    # an empty home, as on a machine where Ray never ran: no ~/.ray/auth_token until `start` makes one (a clean
-    # CI machine failed here once a kept token had hidden it); the clients below read the token from there too
-    saved_home = os.environ.get("HOME")
-    os.environ["HOME"] = str(tmp_path_factory.mktemp("home"))
     cluster = LocalCluster(state_dir, "", "")
     started = cluster.script("start", "--workers", "2", "--head-cpus", "1", "--worker-cpus", "2")
     try:
         assert started.returncode == 0, started.stdout + started.stderr
-        assert (Path(os.environ["HOME"]) / ".ray" / "auth_token").is_file()
         state = json.loads((state_dir / "cluster.json").read_text())
         cluster.gcs_address, cluster.jobs_url = state["gcs_address"], state["dashboard_url"]
         yield cluster
     finally:
         cluster.script("stop")
-        if saved_home is None:
-            os.environ.pop("HOME", None)
-        else:
-            os.environ["HOME"] = saved_home
