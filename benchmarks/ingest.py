@@ -130,7 +130,7 @@ def stream_worker(config: dict) -> None:
                                rows_per_epoch=config["rows"] // context.get_world_size(), keys=("series",), seed=0)
         epochs = [routed_epoch(source) for _ in range(config["epochs"])]
     else:
-        epochs = [unshuffled_epoch(shard, config["batch"]) for _ in range(config["epochs"])]
+        epochs = [unshuffled_epoch(shard, config["batch"], config["lengths"]) for _ in range(config["epochs"])]
     # Every rank's files land in the one checkpoint directory of this report (Ray Train 2.60 merges them).
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, f"epochs_rank{rank}.json").write_text(json.dumps(epochs))
@@ -150,27 +150,19 @@ def routed_epoch(source) -> dict:
     return {"rows": source.rows_read, "seconds": time.perf_counter() - tic, "first": first}
 
 
-def unshuffled_epoch(shard, batch: int) -> dict:
-    """One unshuffled pass over a corpus of mixed lengths, split by length into torch tensors."""
+def unshuffled_epoch(shard, batch: int, lengths: list[int]) -> dict:
+    """One unshuffled pass over a corpus of mixed lengths, split by length (training's `split_by_length`) into
+    torch tensors."""
     import torch
 
+    from seriesforge.data.batches import columns_as_numpy, split_by_length
+
     rows, tic, first = 0, time.perf_counter(), None
-    for arrays in by_length(shard.iter_batches(batch_size=batch, batch_format="pyarrow")):
-        first = first or time.perf_counter() - tic
-        rows += torch.from_numpy(arrays["series"]).shape[0]  # (B, L)
+    for raw in shard.iter_batches(batch_size=batch, batch_format="pyarrow"):
+        for _, part in split_by_length(raw, lengths):
+            first = first or time.perf_counter() - tic
+            rows += torch.from_numpy(columns_as_numpy(part, ("series",))["series"]).shape[0]  # (B_L, L)
     return {"rows": rows, "seconds": time.perf_counter() - tic, "first": first}
-
-
-def by_length(batches):
-    """Arrow batches of mixed lengths -> {"series": (B_L, L)} arrays, one per length present in each batch."""
-    import pyarrow as pa
-
-    from seriesforge.data.batches import columns_as_numpy
-
-    for batch in batches:
-        lengths = batch.column("length").to_numpy()
-        for length in np.unique(lengths):
-            yield columns_as_numpy(batch.filter(pa.array(lengths == length)), ("series",))
 
 
 def training_table(corpus: Path) -> tuple[dict, int, list[int], float]:
@@ -196,16 +188,18 @@ def training_table(corpus: Path) -> tuple[dict, int, list[int], float]:
     return datasets, rows, lengths, seconds
 
 
-def ray_pass(datasets: dict, batch: int, storage: str, epochs: int, route: dict | None) -> list[dict]:
+def ray_pass(datasets: dict, batch: int, storage: str, epochs: int, lengths: list[int],
+             route_rows: int | None) -> list[dict]:
     """Per epoch: rows seen by both workers together (each its own shard: streaming_split underneath), the
     streaming time (the slower worker's) and, within it, the wait for the first batch (the pipeline's start-up).
-    `route`: {"lengths", "rows"} to stream as training does (`LengthBatches`); None for an unshuffled pass."""
+    `route_rows`: the dataset's rows, to stream as training does (`LengthBatches`); None for an unshuffled pass."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
     trainer = TorchTrainer(stream_worker, datasets=datasets,
                            train_loop_config={"batch": batch, "key": next(iter(datasets)), "epochs": epochs,
-                                              "route": route is not None, **(route or {})},
+                                              "lengths": lengths, "route": route_rows is not None,
+                                              "rows": route_rows},
                            scaling_config=ray.train.ScalingConfig(num_workers=2),
                            run_config=ray.train.RunConfig(storage_path=storage, name="ingest"))
     result = trainer.fit()
@@ -246,12 +240,11 @@ def measure(corpus: Path, n: int, batch: int, epochs: int) -> dict:
         # leaves one row out of the epoch. Anything beyond that is a lost row.
         rows = train_rows if source is datasets else n
         expected = rows - rows % 2
-        route = {"lengths": lengths, "rows": rows} if source is datasets else None
         if source is None:
             source = {"train": read_corpus(DataConfig(spec=f"captions:{corpus}"))[0]}
         with PeakMemory() as mem, tempfile.TemporaryDirectory() as storage:
             tic = time.perf_counter()
-            per_epoch = ray_pass(source, batch, storage, passes, route)
+            per_epoch = ray_pass(source, batch, storage, passes, lengths, rows if source is datasets else None)
             total_s = time.perf_counter() - tic
         if raw_rows != n or any(e["rows"] != expected for e in per_epoch):
             raise RuntimeError(f"rows lost: corpus {n}, raw pass {raw_rows}, {name} epochs "

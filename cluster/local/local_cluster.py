@@ -13,8 +13,7 @@ separate machines, so an embedded `ray.init()` elsewhere on the machine never jo
 
 Token authentication stays on: every node and client here runs with RAY_AUTH_MODE=token. `ray start` in that mode
 refuses to create a token (only an embedded `ray.init()` makes one), so `start` generates ~/.ray/auth_token first
-when no token is set up (`ray get-auth-token --generate`; a RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH of the user's
-wins). `eval "$(python
+when no token is set up (`ray get-auth-token --generate`, which keeps a token already there). `eval "$(python
 cluster/local/local_cluster.py env --dir DIR)"` exports RAY_ADDRESS, RAY_API_SERVER_ADDRESS (the Jobs API) and
 RAY_AUTH_MODE for a shell.
 

@@ -52,7 +52,7 @@ ROWS_PER_WRITE = 60_000
 # The training stream's blocks: whole table files, split only above this size. Ray Data's default cut each
 # ~20 000-row file into 10 blocks, and its per-block work (object-store puts, the split coordinator's dispatch, the
 # workers' fetches) was most of an epoch: one block per file raised benchmarks/ingest.py's later epochs from b/a
-# 0.54-0.59 to 0.86-1.09 at 600k rows and from 0.47 to 0.64-0.92 at 60k (2026-12-01).
+# 0.54-0.59 to 0.91-0.96 at 600k rows and from 0.47 to 0.64-0.78 at 60k (2026-12-01, docs/results.md).
 TRAIN_BLOCK_BYTES = 32 * 2**20
 
 

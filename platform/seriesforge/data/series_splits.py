@@ -35,7 +35,7 @@ import ray.data
 from ray.data.extensions import ArrowTensorArray
 
 from seriesforge.data.sources import ucr
-from seriesforge.data.table_rows import holdout_buckets as _crc_buckets
+from seriesforge.data.table_rows import holdout_buckets  # the held-out rule of caption rows, by row index
 from seriesforge.data.sources.windows import SINES_N, SINES_SEED, WindowData, load_csv_windows, load_sines
 from seriesforge.data.specs import check_readable, parse_spec
 from seriesforge.errors import DataError
@@ -57,11 +57,6 @@ class SeriesSplits:
 
 
 # ---- building -------------------------------------------------------------------------------------------------------
-
-def holdout_buckets(index: np.ndarray) -> list[int]:
-    """The held-out bucket of each row index, the same rule as caption rows (crc32 of the id; stable everywhere)."""
-    return _crc_buckets(int(i) for i in index)
-
 
 def series_dataset(series: np.ndarray, *, labels: np.ndarray | None = None,
                    lengths: np.ndarray | None = None) -> ray.data.Dataset:

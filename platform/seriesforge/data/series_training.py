@@ -51,8 +51,7 @@ def prepare_series_training_data(data: DataConfig) -> TrainingData:
         datasets, held_rows = {TRAIN_KEY: splits.train}, 0
     fingerprint = _fingerprint(data.spec, splits) + (f"-holdout{cut}" if cut else "")
     return TrainingData(datasets=datasets, rows_per_length={length: rows}, train_rows=rows - held_rows, table=None,
-                        fingerprint=fingerprint,
-                        init_sample=_init_sample(splits), summary=_summary(splits, data))
+                        fingerprint=fingerprint, init_sample=_init_sample(splits), summary=_summary(splits, data))
 
 
 def _init_sample(splits: SeriesSplits) -> np.ndarray:
