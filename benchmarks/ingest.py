@@ -14,8 +14,9 @@
 All passes count every row. Rates are timed inside the workers, from the first batch request to the last batch
 (the slower worker); the wait for the first batch and the end-to-end time with Ray Train's start-up are printed
 beside them. Peak memory is the PSS summed over this process and all its descendants (the Ray processes
-included), sampled once a second; `*_peak_by_process` says which processes made up that peak. Runs at 600k and
-60k rows.
+included), sampled once a second; `*_peak_by_process` says which processes made up that peak, and
+`*_worker_resident_mb_by_epoch` each worker's heap and mapped object-store pages after each epoch (whether they
+settle or keep growing). Runs at 600k and 60k rows.
 Targets: b/a >= 0.5; peak memory <= 4 GB and no larger at 600k than at 60k (streaming, not materialising).
 
     python benchmarks/ingest.py [--sizes 600000,60000] [--corpora bench_data] [--batch 1024] [--epochs 5]
@@ -147,7 +148,17 @@ def routed_epoch(source) -> dict:
     for batch in source.epoch():
         first = first or time.perf_counter() - tic
         torch.from_numpy(batch["series"])  # (B, L)
-    return {"rows": source.rows_read, "seconds": time.perf_counter() - tic, "first": first}
+    seconds = time.perf_counter() - tic
+    return {"rows": source.rows_read, "seconds": seconds, "first": first, "resident_mb": resident_mb()}
+
+
+def resident_mb() -> dict:
+    """This worker's resident memory at the end of an epoch, read after the epoch's clock stops (from Linux's
+    /proc/self/status, cheap unlike PSS): its own heap (anon) and the object-store pages it has mapped and touched
+    (shmem). Growth that settles is the allocators' and the object store's footprint filling up; growth that never
+    settles would be rows kept."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    return {name: int(fields[key].split()[0]) // 1024 for name, key in (("anon", "RssAnon"), ("shmem", "RssShmem"))}
 
 
 def unshuffled_epoch(shard, batch: int, lengths: list[int]) -> dict:
@@ -162,7 +173,8 @@ def unshuffled_epoch(shard, batch: int, lengths: list[int]) -> dict:
         for _, part in split_by_length(raw, lengths):
             first = first or time.perf_counter() - tic
             rows += torch.from_numpy(columns_as_numpy(part, ("series",))["series"]).shape[0]  # (B_L, L)
-    return {"rows": rows, "seconds": time.perf_counter() - tic, "first": first}
+    seconds = time.perf_counter() - tic
+    return {"rows": rows, "seconds": seconds, "first": first, "resident_mb": resident_mb()}
 
 
 def training_table(corpus: Path) -> tuple[dict, int, list[int], float]:
@@ -208,7 +220,8 @@ def ray_pass(datasets: dict, batch: int, storage: str, epochs: int, lengths: lis
     if len(per_rank) != 2:
         raise RuntimeError(f"expected row counts from 2 workers, got {len(per_rank)}")
     return [{"rows": sum(r[e]["rows"] for r in per_rank), "seconds": max(r[e]["seconds"] for r in per_rank),
-             "first": max(r[e]["first"] for r in per_rank)} for e in range(epochs)]
+             "first": max(r[e]["first"] for r in per_rank), "resident_mb": [r[e]["resident_mb"] for r in per_rank]}
+            for e in range(epochs)]
 
 
 def rate(epoch: dict) -> float:
@@ -257,7 +270,8 @@ def measure(corpus: Path, n: int, batch: int, epochs: int) -> dict:
                     f"{name}_first_batch_seconds": round(cold["first"], 1),
                     f"{name}_end_to_end_seconds": round(total_s, 1),
                     f"{name}_peak_pss_gb": round(mem.peak / 2**30, 2),
-                    f"{name}_peak_by_process": mem.by_kind})
+                    f"{name}_peak_by_process": mem.by_kind,
+                    f"{name}_worker_resident_mb_by_epoch": [e["resident_mb"] for e in per_epoch]})
         if len(per_epoch) > 1:  # the epochs after the first: what a long training run streams, epoch after epoch
             warm = float(np.median([rate(e) for e in per_epoch[1:]]))
             out.update({f"{name}_later_epochs_rows_per_s": round(warm),
