@@ -52,12 +52,16 @@ def cluster_env() -> dict[str, str]:
     return env
 
 
+def ray_cli() -> str:
+    """The `ray` command of this interpreter's environment (not whichever one PATH finds first)."""
+    return str(Path(sys.executable).parent / "ray")
+
+
 def ensure_auth_token() -> None:
     """Create ~/.ray/auth_token unless a token is already available: on a machine where Ray has never run,
     `ray start --head` with RAY_AUTH_MODE=token fails with "no authentication token was found"."""
-    ray = str(Path(sys.executable).parent / "ray")
-    made = subprocess.run([ray, "get-auth-token", "--generate"], env=cluster_env(), capture_output=True, text=True,
-                          timeout=60)  # it prints the token: kept out of logs
+    made = subprocess.run([ray_cli(), "get-auth-token", "--generate"], env=cluster_env(), capture_output=True,
+                          text=True, timeout=60)  # it prints the token: kept out of logs
     if made.returncode != 0:
         raise SystemExit(f"local cluster: `ray get-auth-token --generate` failed (exit {made.returncode}):\n"
                          + made.stderr[-2000:])
@@ -65,10 +69,9 @@ def ensure_auth_token() -> None:
 
 def _ray_start(name: str, args: list[str], log: Path) -> dict:
     """One `ray start` in a new session: its daemons inherit the process group, which `kill-node` signals."""
-    ray = str(Path(sys.executable).parent / "ray")
     with log.open("w") as out:
-        proc = subprocess.Popen([ray, "start", *args], stdout=out, stderr=subprocess.STDOUT, env=cluster_env(),
-                                start_new_session=True)
+        proc = subprocess.Popen([ray_cli(), "start", *args], stdout=out, stderr=subprocess.STDOUT,
+                                env=cluster_env(), start_new_session=True)
         code = proc.wait(timeout=180)
     if code != 0:
         raise SystemExit(f"local cluster: `ray start` of {name} failed (exit {code}); see {log}:\n"

@@ -123,8 +123,8 @@ def _train_stage(cfg: RunConfig, family, strategy: Strategy, config: dict, index
     # Ray's equal split gives every rank this many rows per epoch; all ranks plan their epochs from it
     rows_per_epoch = config["train_rows"] // ray.train.get_context().get_world_size()
     batches = interleaved_batches(shard, lengths=cfg.data.lengths, rows_per_epoch=rows_per_epoch,
-                                  schedule=cfg.data.schedule, batch_size=stage_cfg.batch_size, keys=needs.columns, seed=cfg.loop.seed + index,
-                                  cache_mb=cfg.data.worker_cache_mb, embeddings=embeddings)
+                                  schedule=cfg.data.schedule, batch_size=stage_cfg.batch_size, keys=needs.columns,
+                                  seed=cfg.loop.seed + index, cache_mb=cfg.data.worker_cache_mb, embeddings=embeddings)
     reporter = _Reporter(cfg, strategy, plan, Path(config["run_dir"]), config["data_fingerprint"], origin)
     validate = _validation(cfg, wrapped, strategy, stage_cfg.batch_size, embeddings, needs.columns)
     fit_stage(wrapped, strategy, batches, plan, on_log=reporter.log, on_checkpoint=reporter.checkpoint,
