@@ -49,6 +49,9 @@ def cluster_env() -> dict[str, str]:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("RAY_AUTH_MODE", "token")
     env["RAY_USAGE_STATS_ENABLED"] = "0"
+    # freed objects leave the object store every 100 ms, not every second (seriesforge.runtime.NODE_ENV says why;
+    # tests/cluster keeps the two equal)
+    env.setdefault("RAY_free_objects_period_milliseconds", "100")
     return env
 
 

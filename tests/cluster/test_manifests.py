@@ -261,3 +261,23 @@ def test_ray_cluster_yaml_keeps_token_auth_on_and_ships_the_token_as_a_file():
         assert starts and all("RAY_AUTH_MODE=token" in c for c in starts), (key, starts)
     assert any(dst.endswith(".ray/auth_token") and src == "~/.ray/auth_token"
                for dst, src in launcher["file_mounts"].items()), launcher["file_mounts"]
+
+
+def test_every_way_of_starting_a_node_sets_the_node_environment():
+    """seriesforge.runtime.NODE_ENV reaches the raylet of every node, whichever way it starts: the launcher's
+    `ray start` commands, the image KubeRay runs, the local multi-node cluster (embedded Ray: tests/test_runtime.py)."""
+    import importlib.util
+
+    from seriesforge.runtime import NODE_ENV
+
+    launcher = yaml.safe_load((ROOT / "ray_cluster.yaml").read_text())
+    starts = [c for key in ("head_start_ray_commands", "worker_start_ray_commands")
+              for c in launcher[key] if "ray start" in c]
+    spec = importlib.util.spec_from_file_location("local_cluster", ROOT / "cluster" / "local" / "local_cluster.py")
+    local_cluster = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(local_cluster)
+    dockerfile = DOCKERFILE.read_text()
+    for name, value in NODE_ENV.items():
+        assert all(f"{name}={value}" in shlex.split(c) for c in starts), (name, starts)
+        assert re.search(rf"^\s*{name}={value}\s*$", dockerfile, re.M), f"{DOCKERFILE}: no ENV {name}={value}"
+        assert local_cluster.cluster_env()[name] == value
